@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cgalpha needs to build, test and run. Idempotent: does nothing
+# when everything is there. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+PKGS=(build-essential cmake pkg-config clang libclang-rt-dev
+      libhiredis-dev libuv1-dev libmsgpack-dev libsqlite3-dev libcmocka-dev
+      redis-server redis-tools)
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
