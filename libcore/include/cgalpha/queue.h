@@ -1,0 +1,181 @@
+#ifndef CGALPHA_QUEUE_H
+#define CGALPHA_QUEUE_H
+
+/* A stream queue: <ns>:queue:<name>, read by a consumer group, with a dead-letter stream
+ * <ns>:queue:<name>:dead. See ../shared/DESIGN.md "Delivery" and proto/SCHEMA.md.
+ *
+ * Producer side: messages are packed into entries of up to batch_max messages (field "m",
+ * a msgpack array) and flushed when full or after linger_us; entries leave in pipelines.
+ * Consumer side: claim (XREADGROUP COUNT/BLOCK), complete (reports + XACK in one MULTI/EXEC),
+ * reclaim (entries idle past the lease, with their delivery counts), split (a redelivered
+ * multi-message entry becomes single-message entries), dead-letter (with the reason). The
+ * coordinator trims with XTRIM MINID up to the oldest entry any group still needs. */
+
+#include <stddef.h>
+#include <stdint.h>
+#include "cgalpha/export.h"
+#include "cgalpha/proto.h"
+
+struct uv_loop_s;
+struct cga_redis_s;
+
+typedef struct cga_queue_s cga_queue_t;
+
+typedef struct cga_queue_opts_s {
+    const char *ns;            /* namespace (validated) */
+    const char *name;          /* queue name: CGA_QUEUE_ANALYSIS or CGA_QUEUE_REPORTS */
+    const char *group;         /* consumer group; NULL for a producer-only handle */
+    const char *consumer;      /* this consumer's name (unique per process); NULL if producing */
+    size_t batch_max;          /* messages per entry, default 32 */
+    size_t batch_max_bytes;    /* bytes per entry, default 512 KiB */
+    unsigned linger_us;        /* flush a partial batch after this, default 1000 */
+    unsigned lease_ms;         /* entries idle longer than this may be reclaimed, default 30000 */
+    unsigned max_deliveries;   /* deliveries before dead-lettering, default 5 */
+    size_t dead_max;           /* the dead-letter stream is capped near this, default 100000 */
+    cga_proto_limits_t limits; /* message limits (cga_proto_limits_init() by opts_init) */
+} cga_queue_opts_t;
+
+CGA_EXTERN void cga_queue_opts_init(cga_queue_opts_t *o);
+
+/* Creates a queue handle that borrows redis and loop (both must outlive it). Copies opts.
+ * Registers its Lua scripts with redis. Returns owned *out; close with cga_queue_close(). */
+CGA_EXTERN int cga_queue_create(cga_queue_t **out, struct uv_loop_s *loop,
+                                struct cga_redis_s *redis, const cga_queue_opts_t *opts);
+
+/* Flushes nothing: entries not yet sent fail their sent callback with CGA_ECANCELED (so the
+ * caller can buffer them), closes the linger timer and frees q; done(arg) runs after. */
+CGA_EXTERN void cga_queue_close(cga_queue_t *q, void (*done)(void *arg), void *arg);
+
+/* The stream key, e.g. "cgalpha:queue:analysis". */
+CGA_EXTERN const char *cga_queue_key(const cga_queue_t *q);
+
+typedef void (*cga_queue_done_cb)(int status, void *arg);
+
+/* XGROUP CREATE <key> <group> 0 MKSTREAM; an existing group is success. */
+CGA_EXTERN int cga_queue_ensure_group(cga_queue_t *q, cga_queue_done_cb cb, void *arg);
+
+/* ---- producing --------------------------------------------------------------------------- */
+
+/* Outcome of one entry: status CGA_OK with its stream id, or an error (CGA_EOOM, CGA_ENOTCONN,
+ * CGA_ECONNLOST, CGA_ETIMEDOUT, CGA_EBREAKER, CGA_ECANCELED, ...) with the entry's bytes (a
+ * msgpack array of count messages, split with cga_proto_split) so that nothing is lost: the
+ * caller buffers or retries them. data is valid only during the call. */
+typedef void (*cga_queue_sent_cb)(int status, const char *entry_id, const char *data, size_t len,
+                                  size_t count, void *arg);
+
+/* Sets the callback for every entry this handle sends (NULL to ignore outcomes). */
+CGA_EXTERN void cga_queue_on_sent(cga_queue_t *q, cga_queue_sent_cb cb, void *arg);
+
+/* Appends one message to the current batch; sends the batch when it is full, otherwise
+ * within linger_us. CGA_EINVAL / CGA_ETOOBIG for a message that breaks the schema or the
+ * size limit (nothing queued: the caller reports it). */
+CGA_EXTERN int cga_queue_push_task(cga_queue_t *q, const cga_task_t *t);
+CGA_EXTERN int cga_queue_push_report(cga_queue_t *q, const cga_report_t *r);
+/* An already encoded message (one msgpack map). */
+CGA_EXTERN int cga_queue_push_raw(cga_queue_t *q, const char *msg, size_t len);
+
+/* Sends the partial batch now. */
+CGA_EXTERN void cga_queue_flush(cga_queue_t *q);
+
+/* Sends one ready-made entry value (a message or a msgpack array of them) as one entry,
+ * bypassing the batcher (used to drain a buffer). Outcome through the sent callback. */
+CGA_EXTERN int cga_queue_send_entry(cga_queue_t *q, const char *data, size_t len, size_t count);
+
+/* Entries sent and not yet answered, and messages waiting in the current batch. */
+CGA_EXTERN size_t cga_queue_entries_in_flight(const cga_queue_t *q);
+CGA_EXTERN size_t cga_queue_messages_pending(const cga_queue_t *q);
+
+/* ---- consuming --------------------------------------------------------------------------- */
+
+typedef struct cga_queue_entry_s {
+    char id[48];         /* stream id, "1700000000000-0" */
+    const char *data;    /* the "m" field's bytes (owned by the batch); NULL if the field is
+                            missing: such an entry is malformed */
+    size_t len;
+    uint64_t deliveries; /* 1 on first delivery */
+} cga_queue_entry_t;
+
+typedef struct cga_queue_batch_s {
+    cga_queue_entry_t *entries;
+    size_t n;
+} cga_queue_batch_t;
+
+/* Frees a batch handed to a claim callback. NULL is a no-op. */
+CGA_EXTERN void cga_queue_batch_free(cga_queue_batch_t *b);
+
+/* batch is owned by the callee (free it with cga_queue_batch_free) and is NULL on error.
+ * A batch may be empty (n = 0) when BLOCK timed out. */
+typedef void (*cga_queue_claim_cb)(int status, cga_queue_batch_t *batch, void *arg);
+
+/* XREADGROUP GROUP g c COUNT count BLOCK block_ms STREAMS key > (block_ms 0: do not block). */
+CGA_EXTERN int cga_queue_claim(cga_queue_t *q, size_t count, unsigned block_ms,
+                               cga_queue_claim_cb cb, void *arg);
+
+/* Takes over up to count entries of the group idle longer than lease_ms (from any consumer,
+ * this one included), with their delivery counts (each claim counts one). */
+CGA_EXTERN int cga_queue_reclaim(cga_queue_t *q, size_t count, cga_queue_claim_cb cb, void *arg);
+
+/* Atomically (MULTI/EXEC): XADD the reports entry value `reports` (len bytes, count messages) to
+ * `out` and XACK ids[0..n) on q. Either both happen or neither. cb gets CGA_OK or the error;
+ * on error nothing was acknowledged and the tasks stay pending (they come back by reclaim). */
+CGA_EXTERN int cga_queue_complete(cga_queue_t *q, cga_queue_t *out, const char *reports,
+                                  size_t len, size_t count, const char *const *ids, size_t n,
+                                  cga_queue_done_cb cb, void *arg);
+
+/* XACK without output (an entry fully handled otherwise). */
+CGA_EXTERN int cga_queue_ack(cga_queue_t *q, const char *const *ids, size_t n,
+                             cga_queue_done_cb cb, void *arg);
+
+/* Atomically: XADD each message of the entry as its own single-message entry, then XACK the
+ * original. For a redelivered multi-message entry, so one poison task cannot take its
+ * neighbours to the dead letters. */
+CGA_EXTERN int cga_queue_split(cga_queue_t *q, const cga_queue_entry_t *e, cga_queue_done_cb cb,
+                               void *arg);
+
+/* Atomically: XADD the entry to the dead-letter stream (fields m, reason, src, deliveries, ts;
+ * MAXLEN ~ dead_max) and XACK it here. reason is one line. */
+CGA_EXTERN int cga_queue_dead_letter(cga_queue_t *q, const cga_queue_entry_t *e,
+                                     const char *reason, cga_queue_done_cb cb, void *arg);
+
+/* ---- coordinator and operator ------------------------------------------------------------ */
+
+/* XTRIM MINID to the oldest entry any consumer group of the stream still needs (pending, or
+ * not yet delivered); no groups: nothing is trimmed. cb's arg gets the number trimmed. */
+typedef void (*cga_queue_count_cb)(int status, uint64_t n, void *arg);
+CGA_EXTERN int cga_queue_trim(cga_queue_t *q, cga_queue_count_cb cb, void *arg);
+
+typedef struct cga_queue_info_s {
+    uint64_t length;   /* XLEN */
+    uint64_t lag;      /* entries not yet delivered to the group (this handle's group) */
+    uint64_t pending;  /* delivered, not acknowledged */
+    uint64_t dead;     /* XLEN of the dead-letter stream */
+    uint64_t groups;   /* consumer groups on the stream */
+    uint64_t consumers;/* consumers in this handle's group */
+} cga_queue_info_t;
+typedef void (*cga_queue_info_cb)(int status, const cga_queue_info_t *info, void *arg);
+CGA_EXTERN int cga_queue_info(cga_queue_t *q, cga_queue_info_cb cb, void *arg);
+
+/* Dead letters, oldest first: up to count of them after start ("-" for the first). */
+typedef struct cga_dead_letter_s {
+    char id[48];          /* id in the dead-letter stream */
+    char src[48];         /* id it had in the queue */
+    const char *reason;   /* NUL-terminated */
+    uint64_t deliveries;
+    uint64_t ts_ms;
+    const char *data;     /* the entry value (may be NULL when the original had none) */
+    size_t len;
+} cga_dead_letter_t;
+typedef void (*cga_queue_dead_cb)(int status, const cga_dead_letter_t *d, size_t n, void *arg);
+CGA_EXTERN int cga_queue_dead_list(cga_queue_t *q, const char *start, size_t count,
+                                   cga_queue_dead_cb cb, void *arg);
+
+/* Atomically moves dead letters back to the queue (as fresh entries) and deletes them from the
+ * dead-letter stream: the given ids, or all of them when n == 0 (up to 10000 per call).
+ * cb gets the number moved. */
+CGA_EXTERN int cga_queue_dead_requeue(cga_queue_t *q, const char *const *ids, size_t n,
+                                      cga_queue_count_cb cb, void *arg);
+
+/* Deletes the dead-letter stream; cb gets the number of dead letters removed. */
+CGA_EXTERN int cga_queue_dead_purge(cga_queue_t *q, cga_queue_count_cb cb, void *arg);
+
+#endif
