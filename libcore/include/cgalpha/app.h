@@ -36,9 +36,11 @@ typedef struct cga_app_info_s {
 
 /* Parses argv (argv[0..argc) are arguments, no program name), loads the configuration, sets
  * up logging, creates the loop and the Redis connection (which starts connecting). On --help
- * or --version prints and returns CGA_EXIT_OK through *exit_code with *out NULL; on a bad
- * configuration prints one line to stderr and returns CGA_EXIT_USAGE the same way. Otherwise
- * returns with *out set and *exit_code -1. */
+ * (or -h) or --version prints to stdout and returns CGA_EXIT_OK through *exit_code with *out
+ * NULL; on a bad configuration prints one line "<name>: <message>" to stderr and returns
+ * CGA_EXIT_USAGE the same way. Otherwise returns with *out set and *exit_code -1.
+ * Also ignores SIGPIPE and watches SIGINT/SIGTERM (see cga_app_on_signal). The Redis client
+ * name is "<name>:<instance id>" (":sub" appended for the subscription connection). */
 CGA_EXTERN void cga_app_create(cga_app_t **out, int *exit_code, const cga_app_info_t *info,
                                int argc, char **argv);
 
@@ -55,21 +57,34 @@ CGA_EXTERN struct cga_redis_s *cga_app_redis_sub(cga_app_t *a);
 
 /* Runs the loop until Redis is connected (CGA_OK), or a connect attempt fails with an error
  * that waiting will not fix (CGA_EAUTH, CGA_ESELECT), or timeout_ms pass (the last error, or
- * CGA_ETIMEDOUT). Logs the outcome in one line, without secrets. */
+ * CGA_ETIMEDOUT), or SIGINT/SIGTERM arrives or cga_app_stop is called (CGA_ECANCELED).
+ * Logs the outcome in one line, without secrets. */
 CGA_EXTERN int cga_app_wait_connected(cga_app_t *a, unsigned timeout_ms);
 
-/* The exit code for an error from cga_app_wait_connected or a Redis call. */
+/* The exit code for an error from cga_app_wait_connected or a Redis call: CGA_OK and
+ * CGA_ECANCELED (a shutdown asked for) -> 0; CGA_EAUTH, CGA_ESELECT -> 4; refused, reset,
+ * unreachable, unknown host, timed out, not connected, breaker open -> 3; CGA_ECONFIG,
+ * CGA_ETLS -> 2; anything else -> 1. */
 CGA_EXTERN int cga_app_exit_code(int rc);
 
 /* cb runs on the loop thread at the first SIGINT or SIGTERM (a second one exits at once with
- * code 1). */
+ * code 1). Without a callback the first signal calls cga_app_stop. The signal handles do not
+ * keep the loop alive. */
 CGA_EXTERN void cga_app_on_signal(cga_app_t *a, void (*cb)(int signum, void *arg), void *arg);
 
-/* Runs the loop until cga_app_stop or until nothing is left to run. Returns CGA_OK. */
+/* The first signal received (SIGINT or SIGTERM), or 0. */
+CGA_EXTERN int cga_app_signaled(const cga_app_t *a);
+
+/* Runs the loop until cga_app_stop or until nothing is left to run. Returns CGA_OK.
+ * cga_app_stop is sticky: once called, cga_app_run returns at once (drain with
+ * uv_run(cga_app_loop(a), ...) if you need the loop after a stop). */
 CGA_EXTERN int cga_app_run(cga_app_t *a);
 CGA_EXTERN void cga_app_stop(cga_app_t *a);
+/* 1 once cga_app_stop has been called. */
+CGA_EXTERN int cga_app_is_stopped(const cga_app_t *a);
 
-/* A unique id for this process: "<host>-<pid>-<4 random hex>". Static storage. */
+/* A unique id for this process: "<host>-<pid>-<4 random hex>" (the same for every app of one
+ * process; recomputed after fork). Static storage. */
 CGA_EXTERN const char *cga_app_instance_id(cga_app_t *a);
 
 #endif
