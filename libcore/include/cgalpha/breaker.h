@@ -4,10 +4,13 @@
 #include <stdint.h>
 #include "cgalpha/export.h"
 
-/* Circuit breaker, pure (no I/O, no clock of its own: callers pass now in ms).
- *   CLOSED    calls pass; `failures` consecutive failures open it.
+/* Circuit breaker, pure (no I/O, no clock of its own: callers pass now in ms, any monotonic
+ * clock, e.g. cga_clock_mono_ms(); uv_now() of a loop is the same clock).
+ *   CLOSED    calls pass; `failures` consecutive failures open it (a success resets the count).
  *   OPEN      calls fail fast; after open_ms it becomes HALF_OPEN.
- *   HALF_OPEN one trial call passes (others fail fast); success closes, failure re-opens. */
+ *   HALF_OPEN one trial call passes (others fail fast); success closes, failure re-opens.
+ * Outcomes reported while OPEN (a call allowed before it opened) change nothing. A success
+ * in HALF_OPEN closes it even if reported by a call other than the trial. Not thread-safe. */
 typedef struct cga_breaker_s cga_breaker_t;
 
 typedef enum cga_breaker_state {
@@ -35,5 +38,9 @@ CGA_EXTERN const char *cga_breaker_state_name(cga_breaker_state_t s);
 
 /* Times the breaker opened since creation. */
 CGA_EXTERN uint64_t cga_breaker_trips(const cga_breaker_t *b);
+
+/* Milliseconds from now_ms until an OPEN breaker turns HALF_OPEN; 0 when it is not OPEN
+ * (CLOSED, or HALF_OPEN already). Lets a caller schedule its trial. */
+CGA_EXTERN uint64_t cga_breaker_retry_in_ms(const cga_breaker_t *b, uint64_t now_ms);
 
 #endif
