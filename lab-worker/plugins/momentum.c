@@ -122,7 +122,8 @@ static int momentum_analyze(void *state, const cga_lab_input_t *in, cga_lab_outp
     double total = 0, sumsq = 0;
     size_t k = in->nbars - 1;
     for (size_t i = 1; i < in->nbars; i++) {
-        double r = log(in->bars[i].close / in->bars[i - 1].close);
+        /* a difference of logs: the ratio of two extreme prices could overflow */
+        double r = log(in->bars[i].close) - log(in->bars[i - 1].close);
         total += r;
         sumsq += r * r;
     }

@@ -57,7 +57,8 @@ static int trend_analyze(void *state, const cga_lab_input_t *in, cga_lab_output_
     double mean = 0, m2 = 0;
     size_t k = 0;
     for (size_t i = 1; i < in->nbars; i++) {
-        double r = log(in->bars[i].close / in->bars[i - 1].close);
+        /* a difference of logs: the ratio of two extreme prices could overflow */
+        double r = log(in->bars[i].close) - log(in->bars[i - 1].close);
         k++;
         double d = r - mean;
         mean += d / (double)k;
