@@ -137,7 +137,8 @@ static inline cga_str_t cga_str(const char *s) {
 
 typedef struct cga_proto_writer_s cga_proto_writer_t;
 
-/* lim may be NULL for the defaults (copied). Returns owned *out. */
+/* lim may be NULL for the defaults (copied; a zero field takes its default). Returns owned
+ * *out. */
 CGA_EXTERN int cga_proto_writer_create(cga_proto_writer_t **out, const cga_proto_limits_t *lim);
 CGA_EXTERN void cga_proto_writer_free(cga_proto_writer_t *w);
 
@@ -154,7 +155,12 @@ CGA_EXTERN int cga_proto_write_report(cga_proto_writer_t *w, const cga_report_t 
 CGA_EXTERN int cga_proto_write_raw(cga_proto_writer_t *w, const char *msg, size_t len);
 
 CGA_EXTERN size_t cga_proto_writer_count(const cga_proto_writer_t *w); /* messages so far */
-CGA_EXTERN size_t cga_proto_writer_size(const cga_proto_writer_t *w);  /* bytes so far */
+/* Bytes so far: what finish would return now (array header included). */
+CGA_EXTERN size_t cga_proto_writer_size(const cga_proto_writer_t *w);
+
+/* Why the last write or encode call failed, one line (for example "task.bars[3][0]: t 60000 not
+ * after the previous bar's 60000"); "" after a success. Static storage in w. */
+CGA_EXTERN const char *cga_proto_writer_error(const cga_proto_writer_t *w);
 
 /* Finishes the batch: *data, *len = one msgpack array holding the messages, valid until the
  * next reset, write or free. An empty batch is the empty array (0x90). */
@@ -173,6 +179,7 @@ CGA_EXTERN int cga_proto_encode_worker_state(cga_proto_writer_t *w, const cga_wo
 
 typedef struct cga_proto_reader_s cga_proto_reader_t;
 
+/* lim as for the writer. Returns owned *out. */
 CGA_EXTERN int cga_proto_reader_create(cga_proto_reader_t **out, const cga_proto_limits_t *lim);
 CGA_EXTERN void cga_proto_reader_free(cga_proto_reader_t *r);
 
