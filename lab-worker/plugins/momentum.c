@@ -18,7 +18,8 @@
  * In the synthetic market a 32-bar bull/bear window (|mu| = 0.003, sigma = 0.006) has an
  * expected |z| of about 2.5; a driftless one has |z| < 1.5 about 87% of the time.
  *
- * Configuration (--plugin momentum=CONFIG), comma-separated, both optional:
+ * Configuration (--plugin momentum=CONFIG), items separated by ':' (not ',': LAB_PLUGINS is a
+ * comma-separated list), both optional, e.g. momentum=sigma=0.006:threshold=2
  *   sigma=X      use a fixed per-bar volatility X > 0 instead of the realized one
  *   threshold=X  vote bull/bear beyond |z| > X (X > 0; default 1.5; confidence 1 from 2X)
  *
@@ -78,10 +79,10 @@ static int momentum_init(void **state, const char *config, char *err, size_t err
     if (config) {
         const char *p = config;
         while (*p) {
-            size_t n = strcspn(p, ",");
+            size_t n = strcspn(p, ":");
             if (n > 0 && parse_item(&cfg, p, n, err, errlen) != 0) return -1;
             p += n;
-            if (*p == ',') p++;
+            if (*p == ':') p++;
         }
     }
     momentum_cfg_t *s = malloc(sizeof *s);

@@ -179,7 +179,14 @@ static void test_config(void) {
     CGA_ASSERT_OP(metric(&out, "sigma"), ==, 0.02);
     cga_plugin_free(p);
 
-    p = load_ok("momentum=threshold=2,", builtin_dir, 1);
+    p = load_ok("momentum=threshold=2:", builtin_dir, 1);
+    CGA_ASSERT_OK(cga_plugin_analyze(p, &in, &out));
+    CGA_ASSERT_EQ(out.regime, CGA_REGIME_SIDEWAYS);
+    cga_plugin_free(p);
+
+    p = load_ok("momentum=sigma=0.001:threshold=20", builtin_dir, 1); /* z = 17.2 < 20 */
+    CGA_ASSERT_OK(cga_plugin_analyze(p, &in, &out));
+    CGA_ASSERT_OP(fabs(metric(&out, "z") - 3 * r / (0.001 * sqrt(3.0))), <, 1e-9);
     CGA_ASSERT_OK(cga_plugin_analyze(p, &in, &out));
     CGA_ASSERT_EQ(out.regime, CGA_REGIME_SIDEWAYS);
     cga_plugin_free(p);
