@@ -4,6 +4,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -268,7 +269,7 @@ typedef struct shared_s {
     cga_counter_t *c;
     cga_gauge_t *g;
     cga_histogram_t *h;
-    volatile int stop;
+    atomic_int stop;
 } shared_t;
 
 static void *updater(void *arg) {
@@ -286,7 +287,7 @@ static void *updater(void *arg) {
 static void *renderer(void *arg) {
     shared_t *s = arg;
     int renders = 0;
-    while (!s->stop || renders == 0) {
+    while (!atomic_load(&s->stop) || renders == 0) {
         char *text;
         size_t len;
         CGA_ASSERT_OK(cga_metrics_render(s->m, &text, &len));
@@ -309,7 +310,7 @@ static void test_threads_add_up(void) {
     CGA_ASSERT_EQ(pthread_create(&r, NULL, renderer, &s), 0);
     for (int i = 0; i < NTHREADS; i++) CGA_ASSERT_EQ(pthread_create(&th[i], NULL, updater, &s), 0);
     for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
-    s.stop = 1;
+    atomic_store(&s.stop, 1);
     pthread_join(r, NULL);
 
     CGA_ASSERT_EQ(cga_counter_value(s.c), (uint64_t)NTHREADS * NITER);
