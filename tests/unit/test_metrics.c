@@ -163,7 +163,8 @@ static void validate_sample(validator_t *v, const char *l) {
                 if (*p == '\0') VFAIL(v, "label %s: unterminated value", lname);
                 if (*p == '\\') {
                     p++;
-                    if (*p != '\\' && *p != '"' && *p != 'n') VFAIL(v, "label %s: bad escape", lname);
+                    if (*p != '\\' && *p != '"' && *p != 'n')
+                        VFAIL(v, "label %s: bad escape", lname);
                 }
                 p++;
             }
@@ -208,7 +209,8 @@ static void validate_sample(validator_t *v, const char *l) {
         }
         if (h->saw_inf) VFAIL(v, "bucket after +Inf");
         if (!(bound > h->last_le)) VFAIL(v, "le %s not ascending", le);
-        if (value < h->last_cum) VFAIL(v, "buckets not cumulative: %g after %g", value, h->last_cum);
+        if (value < h->last_cum)
+            VFAIL(v, "buckets not cumulative: %g after %g", value, h->last_cum);
         if (value != floor(value)) VFAIL(v, "bucket count %g not an integer", value);
         h->last_le = bound;
         h->last_cum = value;
