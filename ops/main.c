@@ -1,6 +1,267 @@
+/* cgalpha-ops: producer, coordinator and operator tools. See docs/OPS.md. */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int main(void) {
-    fprintf(stderr, "not implemented yet\n");
-    return 1;
+#include "cgalpha/app.h"
+#include "cgalpha/config.h"
+#include "cgalpha/err.h"
+#include "ops.h"
+
+#ifndef CGA_VERSION_STRING
+#define CGA_VERSION_STRING "unknown"
+#endif
+
+static const char *check_source(const char *v) {
+    if (strcmp(v, "synthetic") == 0) return NULL;
+    if ((strncmp(v, "csv:", 4) == 0 && v[4]) || (strncmp(v, "jsonl:", 6) == 0 && v[6]))
+        return NULL;
+    return "is not synthetic, csv:PATH or jsonl:PATH (PATH - reads stdin)";
+}
+
+static const char *check_labs(const char *v) {
+    /* A list item may itself hold commas (split later): check each part. */
+    size_t n = 0;
+    for (const char *p = v;; p++) {
+        if (*p == ',' || *p == '\0') {
+            if (n == 0) return "has an empty lab name";
+            if (n > 64) return "has a lab name longer than 64 characters";
+            n = 0;
+            if (!*p) break;
+            continue;
+        }
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return "has a character outside [A-Za-z0-9._-] in a lab name";
+        n++;
+    }
+    return NULL;
+}
+
+static const char *check_queue(const char *v) {
+    if (strcmp(v, "analysis") == 0 || strcmp(v, "reports") == 0) return NULL;
+    return "is not analysis or reports";
+}
+
+/* Settings of the producing commands (run and enqueue). */
+#define PRODUCE_SETTINGS                                                                        \
+    {.env = "OPS_SOURCE", .flag = "source", .type = CGA_SET_STR, .def = "synthetic",           \
+     .help = "input: synthetic, csv:PATH or jsonl:PATH (PATH - for stdin)",                    \
+     .check = check_source},                                                                   \
+    {.env = "OPS_SEED", .flag = "seed", .type = CGA_SET_INT, .def = "1",                       \
+     .help = "synthetic: random seed (the same seed gives the same bars and task ids)",        \
+     .min = 0, .max = INT64_MAX},                                                              \
+    {.env = "OPS_SYMBOLS", .flag = "symbols", .type = CGA_SET_INT, .def = "4",                 \
+     .help = "synthetic: number of symbols, named SYN0..SYN<n-1>", .min = 1, .max = 100000},   \
+    {.env = "OPS_BARS", .flag = "bars", .type = CGA_SET_INT, .def = "2000",                    \
+     .help = "synthetic: bars per symbol", .min = 1, .max = INT64_C(1000000000000)},           \
+    {.env = "OPS_BAR_RATE", .flag = "bar-rate", .type = CGA_SET_INT, .def = "0",               \
+     .help = "synthetic: bars per second per symbol (0: as fast as Redis takes them)",         \
+     .min = 0, .max = 10000000},                                                               \
+    {.env = "OPS_START_MS", .flag = "start-ms", .type = CGA_SET_INT, .def = "1704067200000",   \
+     .help = "synthetic: time of the first bar, ms since the epoch (1-minute bars)",           \
+     .min = 1, .max = INT64_C(4000000000000)},                                                 \
+    {.env = "OPS_TRUTH_OUT", .flag = "truth-out", .type = CGA_SET_STR, .def = NULL,            \
+     .help = "synthetic: write the true regime of every bar here (CSV symbol,t,regime)"},      \
+    {.env = "OPS_WINDOW", .flag = "window", .type = CGA_SET_INT, .def = "32",                  \
+     .help = "bars per task", .min = 2, .max = 10000},                                         \
+    {.env = "OPS_STEP", .flag = "step", .type = CGA_SET_INT, .def = "16",                      \
+     .help = "bars between the starts of two windows of a symbol", .min = 1, .max = 10000},    \
+    {.env = "OPS_LABS", .flag = "labs", .type = CGA_SET_LIST,                                  \
+     .def = "trend,volatility,momentum",                                                       \
+     .help = "labs (plugins) to run on every window: one task per window and lab",             \
+     .check = check_labs},                                                                     \
+    {.env = "OPS_BATCH", .flag = "batch", .type = CGA_SET_INT, .def = "32",                    \
+     .help = "tasks per stream entry", .min = 1, .max = 4096},                                 \
+    {.env = "OPS_LINGER_US", .flag = "linger-us", .type = CGA_SET_INT, .def = "1000",          \
+     .help = "send a partial entry this long after its first task", .min = 0, .max = 1000000}, \
+    {.env = "OPS_MAX_INFLIGHT", .flag = "max-inflight", .type = CGA_SET_INT, .def = "64",      \
+     .help = "entries sent and not yet answered, at most", .min = 1, .max = 100000},           \
+    {.env = "OPS_GRACE_MS", .flag = "grace-ms", .type = CGA_SET_INT, .def = "10000",           \
+     .help = "on SIGINT/SIGTERM: how long to wait for Redis to accept what was produced",      \
+     .min = 0, .max = 3600000}
+
+static const cga_setting_t run_settings[] = {
+    PRODUCE_SETTINGS,
+    {.env = "OPS_EXIT_WHEN_DONE", .flag = "exit-when-done", .type = CGA_SET_BOOL, .def = "0",
+     .help = "exit 0 once the source is exhausted and every task was accepted"},
+    {.env = "OPS_LOCK_TTL_MS", .flag = "lock-ttl-ms", .type = CGA_SET_INT, .def = "10000",
+     .help = "TTL of <ns>:lock:ops: a standby takes over at most this long after the active "
+             "one dies", .min = 300, .max = 600000},
+    {.env = "OPS_YELLOW_BACKLOG", .flag = "yellow-backlog", .type = CGA_SET_INT,
+     .def = "50000", .help = "backlog (tasks) from which production is throttled", .min = 1,
+     .max = INT64_MAX},
+    {.env = "OPS_RED_BACKLOG", .flag = "red-backlog", .type = CGA_SET_INT, .def = "200000",
+     .help = "backlog (tasks) from which production pauses", .min = 1, .max = INT64_MAX},
+    {.env = "OPS_YELLOW_MEMORY_PCT", .flag = "yellow-memory-pct", .type = CGA_SET_INT,
+     .def = "75", .help = "Redis memory (% of maxmemory) from which production is throttled",
+     .min = 1, .max = 1000},
+    {.env = "OPS_RED_MEMORY_PCT", .flag = "red-memory-pct", .type = CGA_SET_INT, .def = "90",
+     .help = "Redis memory (% of maxmemory) from which production pauses", .min = 1,
+     .max = 1000},
+    {.env = "OPS_STATE_INTERVAL_MS", .flag = "state-interval-ms", .type = CGA_SET_INT,
+     .def = "5000", .help = "how often the semaphore is computed and published (its TTL is 3x)",
+     .min = 100, .max = 3600000},
+    {.env = "OPS_TRIM_INTERVAL_MS", .flag = "trim-interval-ms", .type = CGA_SET_INT,
+     .def = "10000", .help = "how often both queues are trimmed", .min = 100, .max = 3600000},
+};
+
+static const cga_setting_t enqueue_settings[] = {
+    PRODUCE_SETTINGS,
+    {.env = "OPS_PROGRESS", .flag = "progress", .type = CGA_SET_BOOL, .def = "1",
+     .help = "show a progress line on stderr when it is a terminal"},
+    {.env = "OPS_STATE_INTERVAL_MS", .flag = "state-interval-ms", .type = CGA_SET_INT,
+     .def = "5000", .help = "how often the published semaphore is read", .min = 100,
+     .max = 3600000},
+};
+
+static const cga_setting_t status_settings[] = {
+    {.env = "OPS_JSON", .flag = "json", .type = CGA_SET_BOOL, .def = "0",
+     .help = "print one JSON object instead of tables"},
+};
+
+static const cga_setting_t dead_settings[] = {
+    {.env = "OPS_DEAD_QUEUE", .flag = "queue", .type = CGA_SET_STR, .def = "analysis",
+     .help = "queue whose dead letters to handle: analysis or reports", .check = check_queue},
+    {.env = "OPS_DEAD_ID", .flag = "id", .type = CGA_SET_LIST, .def = NULL,
+     .help = "dead-letter id (repeatable, or comma-separated); default: all"},
+    {.env = "OPS_DEAD_LIMIT", .flag = "limit", .type = CGA_SET_INT, .def = "100",
+     .help = "list: dead letters shown at most", .min = 1, .max = 1000000},
+    {.env = "OPS_DEAD_PURGE_YES", .flag = "yes", .type = CGA_SET_BOOL, .def = "0",
+     .help = "purge: confirm the deletion"},
+    {.env = "OPS_JSON", .flag = "json", .type = CGA_SET_BOOL, .def = "0",
+     .help = "list: one JSON object per line"},
+};
+
+static const cga_setting_t accuracy_settings[] = {
+    {.env = "OPS_TRUTH", .flag = "truth", .type = CGA_SET_STR, .def = NULL,
+     .help = "truth file written by --truth-out (CSV symbol,t,regime); required"},
+    {.env = "OPS_JSON", .flag = "json", .type = CGA_SET_BOOL, .def = "0",
+     .help = "print one JSON object"},
+};
+
+#define EXIT_CODES                                                                              \
+    "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration, 3 Redis unreachable,\n" \
+    "4 Redis rejected the credentials or the database, 5 bad input data (some rows refused).\n"
+
+typedef struct command_s {
+    const char *name;
+    const char *summary;
+    const char *usage;
+    const char *details;
+    const cga_setting_t *settings;
+    size_t nsettings;
+    int takes_positionals;
+    int (*fn)(cga_app_t *a);
+} command_t;
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static const command_t commands[] = {
+    {"run", "producer and coordinator (one active, others stand by)",
+     OPS_PROG " run [OPTIONS] [--source synthetic|csv:PATH|jsonl:PATH]",
+     "Holds <ns>:lock:ops (a second run waits as standby and takes over within the lock TTL),\n"
+     "produces one task per window and lab from the source, publishes the resource semaphore\n"
+     "every --state-interval-ms, throttles at yellow and pauses at red, trims both queues.\n"
+     "Keeps running as coordinator after the source is exhausted, until SIGINT/SIGTERM\n"
+     "(graceful: flush, wait up to --grace-ms for Redis to accept, release the lock, exit 0;\n"
+     "exit 1 if tasks could not be delivered), unless --exit-when-done. Exit 5 if rows were bad.\n"
+     run_settings, COUNT(run_settings), 0, ops_cmd_run},
+    {"enqueue", "produce everything from a source once, then exit",
+     OPS_PROG " enqueue [OPTIONS] --source synthetic|csv:PATH|jsonl:PATH",
+     "Produces every task of the source, waits until Redis accepted every entry and prints\n"
+     "one summary line: enqueued <tasks> tasks in <entries> entries in <s> s (<rate> tasks/s).\n"
+     "Follows the published semaphore (throttles at yellow, pauses at red). Shows progress on\n"
+     "stderr when it is a terminal. Exit 5 when some rows were bad (the good ones are enqueued).\n"
+     enqueue_settings, COUNT(enqueue_settings), 0, ops_cmd_enqueue},
+    {"status", "queues, labs, semaphore and regimes",
+     OPS_PROG " status [--json]",
+     "For each queue: length, lag, pending, dead letters, consumers; the labs alive (worker\n"
+     "heartbeats), the semaphore and the current regime of every symbol.\n",
+     status_settings, COUNT(status_settings), 0, ops_cmd_status},
+    {"dead", "list, re-queue or purge dead letters",
+     OPS_PROG " dead list|requeue|purge [--queue analysis|reports] [--id ID ...] [--limit N] "
+     "[--yes]",
+     "list     prints id, source id, deliveries, reason and the first task id (or report's\n"
+     "         task id) of up to --limit dead letters (--id: only those)\n"
+     "requeue  moves the dead letters (all, or --id ones) back to the queue; prints the count\n"
+     "purge    deletes the dead letters (all, or --id ones); needs --yes; prints the count\n"
+     dead_settings, COUNT(dead_settings), 1, ops_cmd_dead},
+    {"accuracy", "compare the detected regimes with the synthetic truth",
+     OPS_PROG " accuracy --truth FILE [--json]",
+     "Reads the regime log (<ns>:state:regime_log) and the truth written by --truth-out, and\n"
+     "prints per symbol and overall the fraction of bars whose detected regime (that of the\n"
+     "last change with ws <= t) equals the truth, from each symbol's first detection on.\n"
+     accuracy_settings, COUNT(accuracy_settings), 0, ops_cmd_accuracy},
+};
+
+static void print_commands(FILE *f) {
+    fprintf(f, "%s %s - cgalpha producer, coordinator and operator tools\n\n", OPS_PROG,
+            CGA_VERSION_STRING);
+    fprintf(f, "Usage: %s <command> [OPTIONS]   (%s <command> --help for its options)\n\n",
+            OPS_PROG, OPS_PROG);
+    fprintf(f, "Commands:\n");
+    for (size_t i = 0; i < COUNT(commands); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nConfiguration: defaults < .env file < environment < flags (see docs/OPS.md).\n");
+    fputs(EXIT_CODES, f);
+}
+
+void ops_error(const char *command, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s %s: ", OPS_PROG, command);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "%s: missing command (see %s --help)\n", OPS_PROG, OPS_PROG);
+        return CGA_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        print_commands(stdout);
+        return CGA_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("%s %s\n", OPS_PROG, CGA_VERSION_STRING);
+        return CGA_EXIT_OK;
+    }
+    const command_t *cmd = NULL;
+    for (size_t i = 0; i < COUNT(commands); i++)
+        if (strcmp(commands[i].name, name) == 0) cmd = &commands[i];
+    if (!cmd) {
+        fprintf(stderr, "%s: unknown command '%s' (commands: run, enqueue, status, dead, "
+                "accuracy; see %s --help)\n", OPS_PROG, name, OPS_PROG);
+        return CGA_EXIT_USAGE;
+    }
+    cga_app_info_t info = {
+        .name = OPS_PROG,
+        .command = cmd->name,
+        .summary = cmd->summary,
+        .usage = cmd->usage,
+        .details = cmd->details,
+        .settings = cmd->settings,
+        .nsettings = cmd->nsettings,
+    };
+    cga_app_t *a = NULL;
+    int code = CGA_EXIT_FAILURE;
+    cga_app_create(&a, &code, &info, argc - 2, argv + 2);
+    if (!a) return code;
+    size_t npos = 0;
+    char *const *pos = cga_config_positionals(cga_app_config(a), &npos);
+    if (!cmd->takes_positionals && npos > 0) {
+        ops_error(cmd->name, "unexpected argument '%s' (see %s %s --help)", pos[0], OPS_PROG,
+                  cmd->name);
+        cga_app_free(a);
+        return CGA_EXIT_USAGE;
+    }
+    code = cmd->fn(a);
+    cga_app_free(a);
+    return code;
 }

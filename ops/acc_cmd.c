@@ -1,0 +1,214 @@
+/* `accuracy --truth FILE`: detected regimes (the regime log) against the synthetic truth. */
+#define CGA_LOG_COMPONENT "accuracy"
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "accuracy.h"
+#include "cgalpha/alloc.h"
+#include "cgalpha/app.h"
+#include "cgalpha/config.h"
+#include "cgalpha/err.h"
+#include "cgalpha/keys.h"
+#include "cgalpha/log.h"
+#include "cgalpha/proto.h"
+#include "cgalpha/redis.h"
+#include "ops.h"
+
+#define PAGE "1000"
+
+typedef struct acc_cmd_s {
+    cga_app_t *app;
+    cga_redis_t *redis;
+    ops_acc_t *acc;
+    cga_proto_reader_t *reader;
+    char key[CGA_KEY_MAX];
+    char start[64];
+    uint64_t entries, undecodable;
+    int err;
+} acc_cmd_t;
+
+static int fetch(acc_cmd_t *c);
+
+static const redisReply *field_m(const redisReply *fields) {
+    if (!fields || fields->type != REDIS_REPLY_ARRAY) return NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == 1 && k->str[0] == 'm')
+            return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1]
+                                                                      : NULL;
+    }
+    return NULL;
+}
+
+static void on_range(int status, struct redisReply *r, void *arg) {
+    acc_cmd_t *c = arg;
+    if (status < 0 || !r || r->type != REDIS_REPLY_ARRAY) {
+        c->err = status < 0 ? status : CGA_EPROTO;
+        cga_app_stop(c->app);
+        return;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
+            e->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        snprintf(c->start, sizeof c->start, "(%s", e->element[0]->str);
+        c->entries++;
+        const redisReply *m = field_m(e->element[1]);
+        cga_regime_change_t rc;
+        if (!m || cga_proto_decode_regime_change(c->reader, m->str, m->len, &rc) < 0) {
+            if (c->undecodable++ == 0)
+                CGA_LOG(CGA_LOG_WARN, 0, "regime log entry %s does not decode: %s (further "
+                        "ones only counted)", e->element[0]->str,
+                        m ? cga_proto_reader_error(c->reader) : "no field m");
+            continue;
+        }
+        ops_acc_add_change(c->acc, rc.symbol.ptr, rc.symbol.len, rc.wstart, rc.seq, rc.to);
+    }
+    if (r->elements == 0) {
+        cga_app_stop(c->app);
+        return;
+    }
+    int rc = fetch(c);
+    if (rc < 0) {
+        c->err = rc;
+        cga_app_stop(c->app);
+    }
+}
+
+static int fetch(acc_cmd_t *c) {
+    return cga_redis_command(c->redis, CGA_REDIS_WAIT, on_range, c, "XRANGE %s %s + COUNT %s",
+                             c->key, c->start, PAGE);
+}
+
+static int read_truth(acc_cmd_t *c, const char *path, uint64_t *bad) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        ops_error("accuracy", "cannot read the truth file %s: %s", path, strerror(errno));
+        return CGA_EXIT_USAGE;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    uint64_t lineno = 0, rows = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        char sym[64], err[128];
+        int64_t t;
+        cga_regime_t r;
+        int rc = ops_acc_parse_truth(line, (size_t)n, sym, sizeof sym, &t, &r, err, sizeof err);
+        if (rc < 0) {
+            if (++*bad <= 100)
+                ops_error("accuracy", "%s: line %" PRIu64 ": %s", path, lineno, err);
+            continue;
+        }
+        if (rc == 1) {
+            ops_acc_add_truth(c->acc, sym, t, r);
+            rows++;
+        }
+    }
+    int rerr = ferror(f);
+    free(line);
+    fclose(f);
+    if (rerr) {
+        ops_error("accuracy", "reading %s failed", path);
+        return CGA_EXIT_FAILURE;
+    }
+    if (rows == 0) {
+        ops_error("accuracy", "%s holds no truth rows (symbol,t,regime)", path);
+        return CGA_EXIT_DATA;
+    }
+    return -1;
+}
+
+static void print_pct(FILE *f, uint64_t correct, uint64_t bars) {
+    if (bars)
+        fprintf(f, "%7.1f%%", 100.0 * (double)correct / (double)bars);
+    else
+        fprintf(f, "%8s", "-");
+}
+
+int ops_cmd_accuracy(cga_app_t *a) {
+    const cga_config_t *cfg = cga_app_config(a);
+    const char *truth = cga_config_str(cfg, "OPS_TRUTH");
+    int json = cga_config_bool(cfg, "OPS_JSON");
+    if (!truth || !*truth) {
+        ops_error("accuracy", "OPS_TRUTH: --truth FILE is required");
+        return CGA_EXIT_USAGE;
+    }
+    acc_cmd_t cc;
+    acc_cmd_t *c = &cc;
+    memset(c, 0, sizeof *c);
+    c->app = a;
+    c->redis = cga_app_redis(a);
+    ops_acc_create(&c->acc);
+    cga_proto_reader_create(&c->reader, NULL);
+    uint64_t bad = 0;
+    int code = read_truth(c, truth, &bad);
+    if (code >= 0) goto out;
+    code = ops_connect(a, "accuracy");
+    if (code >= 0) goto out;
+    cga_key(c->key, sizeof c->key, cga_app_ns(a), CGA_KIND_STATE, "regime_log", NULL);
+    snprintf(c->start, sizeof c->start, "-");
+    int rc = fetch(c);
+    if (rc < 0)
+        c->err = rc;
+    else
+        cga_app_run(a);
+    if (c->err) {
+        code = cga_app_exit_code(c->err);
+        if (code == CGA_EXIT_OK) code = CGA_EXIT_FAILURE;
+        ops_error("accuracy", "reading %s failed: %s", c->key, cga_strerror(c->err));
+        goto out;
+    }
+    const ops_acc_result_t *per;
+    size_t n;
+    ops_acc_result_t all;
+    ops_acc_compute(c->acc, &per, &n, &all);
+    if (json) {
+        printf("{\"regime_log_entries\":%" PRIu64 ",\"undecodable\":%" PRIu64 ",\"symbols\":[",
+               c->entries, c->undecodable);
+        for (size_t i = 0; i < n; i++) {
+            fputs(i ? ",{\"symbol\":" : "{\"symbol\":", stdout);
+            ops_json_str(stdout, per[i].symbol, strlen(per[i].symbol));
+            printf(",\"bars\":%" PRIu64 ",\"correct\":%" PRIu64 ",\"skipped\":%" PRIu64
+                   ",\"changes\":%" PRIu64 ",\"accuracy\":", per[i].bars, per[i].correct,
+                   per[i].skipped, per[i].changes);
+            if (per[i].bars)
+                printf("%.6f}", (double)per[i].correct / (double)per[i].bars);
+            else
+                fputs("null}", stdout);
+        }
+        printf("],\"overall\":{\"bars\":%" PRIu64 ",\"correct\":%" PRIu64 ",\"skipped\":%" PRIu64
+               ",\"changes\":%" PRIu64 ",\"accuracy\":", all.bars, all.correct, all.skipped,
+               all.changes);
+        if (all.bars)
+            printf("%.6f}}\n", (double)all.correct / (double)all.bars);
+        else
+            fputs("null}}\n", stdout);
+    } else {
+        printf("%-16s %10s %10s %10s %8s %9s\n", "SYMBOL", "BARS", "CORRECT", "SKIPPED",
+               "CHANGES", "ACCURACY");
+        for (size_t i = 0; i < n; i++) {
+            printf("%-16s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " ",
+                   per[i].symbol, per[i].bars, per[i].correct, per[i].skipped, per[i].changes);
+            print_pct(stdout, per[i].correct, per[i].bars);
+            putchar('\n');
+        }
+        printf("%-16s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %8" PRIu64 " ", "overall",
+               all.bars, all.correct, all.skipped, all.changes);
+        print_pct(stdout, all.correct, all.bars);
+        putchar('\n');
+        if (all.bars == 0)
+            printf("no regime detected yet (%s has %" PRIu64 " entries)\n", c->key, c->entries);
+    }
+    code = fflush(stdout) == 0 ? (bad ? CGA_EXIT_DATA : CGA_EXIT_OK) : CGA_EXIT_FAILURE;
+out:
+    cga_proto_reader_free(c->reader);
+    ops_acc_free(c->acc);
+    return code;
+}

@@ -1,0 +1,31 @@
+#ifndef CGA_OPS_LEVEL_H
+#define CGA_OPS_LEVEL_H
+
+/* The resource semaphore's rule (pure).
+ *   red     backlog >= red_backlog, or maxmemory set and used_memory >= red_mem_pct % of it
+ *   yellow  backlog >= yellow_backlog, or maxmemory set and used_memory >= yellow_mem_pct %
+ *   green   otherwise
+ * backlog counts tasks (see docs/OPS.md: entries waiting times the mean tasks per entry). */
+
+#include <stddef.h>
+#include <stdint.h>
+#include "cgalpha/proto.h"
+
+typedef struct ops_level_limits_s {
+    uint64_t yellow_backlog, red_backlog; /* tasks */
+    unsigned yellow_mem_pct, red_mem_pct; /* percent of maxmemory */
+} ops_level_limits_t;
+
+/* Returns the level and writes a one-line reason into reason[n]. */
+cga_level_t ops_level_eval(const ops_level_limits_t *l, uint64_t backlog, uint64_t used,
+                           uint64_t maxmem, char *reason, size_t n);
+
+/* Reads "name:<unsigned>" from an INFO reply (a line starting with name followed by ':').
+ * Returns 0 and *out, or -1 if absent or not a number. */
+int ops_info_u64(const char *info, size_t len, const char *name, uint64_t *out);
+
+/* Backlog in tasks from entries waiting (lag + pending) and the mean tasks per entry (when
+ * tpe <= 0, fallback is used). Rounded to the nearest task. */
+uint64_t ops_backlog_tasks(uint64_t entries, double tpe, double fallback);
+
+#endif

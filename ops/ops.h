@@ -1,0 +1,27 @@
+#ifndef CGA_OPS_OPS_H
+#define CGA_OPS_OPS_H
+
+/* cgalpha-ops: the commands (each runs on a created app and returns the exit code). */
+
+#include <stdio.h>
+#include "cgalpha/app.h"
+
+#define OPS_PROG "cgalpha-ops"
+
+int ops_cmd_run(cga_app_t *a);
+int ops_cmd_enqueue(cga_app_t *a);
+int ops_cmd_status(cga_app_t *a);
+int ops_cmd_dead(cga_app_t *a);
+int ops_cmd_accuracy(cga_app_t *a);
+
+/* Waits for Redis (up to REDIS_CONNECT_TIMEOUT_MS). Returns -1 when connected, else the exit
+ * code (3 unreachable, 4 rejected), after printing one line to stderr. */
+int ops_connect(cga_app_t *a, const char *command);
+
+/* Prints "cgalpha-ops <command>: <message>" to stderr. */
+void ops_error(const char *command, const char *fmt, ...) CGA_PRINTF(2, 3);
+
+/* JSON output helpers: a string with its quotes and escapes. */
+void ops_json_str(FILE *f, const char *s, size_t n);
+
+#endif
