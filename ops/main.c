@@ -167,14 +167,14 @@ static const command_t commands[] = {
      "every --state-interval-ms, throttles at yellow and pauses at red, trims both queues.\n"
      "Keeps running as coordinator after the source is exhausted, until SIGINT/SIGTERM\n"
      "(graceful: flush, wait up to --grace-ms for Redis to accept, release the lock, exit 0;\n"
-     "exit 1 if tasks could not be delivered), unless --exit-when-done. Exit 5 if rows were bad.\n"
+     "exit 1 if tasks could not be delivered), unless --exit-when-done. Exit 5 if rows were bad.\n",
      run_settings, COUNT(run_settings), 0, ops_cmd_run},
     {"enqueue", "produce everything from a source once, then exit",
      OPS_PROG " enqueue [OPTIONS] --source synthetic|csv:PATH|jsonl:PATH",
      "Produces every task of the source, waits until Redis accepted every entry and prints\n"
      "one summary line: enqueued <tasks> tasks in <entries> entries in <s> s (<rate> tasks/s).\n"
      "Follows the published semaphore (throttles at yellow, pauses at red). Shows progress on\n"
-     "stderr when it is a terminal. Exit 5 when some rows were bad (the good ones are enqueued).\n"
+     "stderr when it is a terminal. Exit 5 when some rows were bad (the good ones are enqueued).\n",
      enqueue_settings, COUNT(enqueue_settings), 0, ops_cmd_enqueue},
     {"status", "queues, labs, semaphore and regimes",
      OPS_PROG " status [--json]",
@@ -187,13 +187,13 @@ static const command_t commands[] = {
      "list     prints id, source id, deliveries, reason and the first task id (or report's\n"
      "         task id) of up to --limit dead letters (--id: only those)\n"
      "requeue  moves the dead letters (all, or --id ones) back to the queue; prints the count\n"
-     "purge    deletes the dead letters (all, or --id ones); needs --yes; prints the count\n"
+     "purge    deletes the dead letters (all, or --id ones); needs --yes; prints the count\n",
      dead_settings, COUNT(dead_settings), 1, ops_cmd_dead},
     {"accuracy", "compare the detected regimes with the synthetic truth",
      OPS_PROG " accuracy --truth FILE [--json]",
      "Reads the regime log (<ns>:state:regime_log) and the truth written by --truth-out, and\n"
      "prints per symbol and overall the fraction of bars whose detected regime (that of the\n"
-     "last change with ws <= t) equals the truth, from each symbol's first detection on.\n"
+     "last change with ws <= t) equals the truth, from each symbol's first detection on.\n",
      accuracy_settings, COUNT(accuracy_settings), 0, ops_cmd_accuracy},
 };
 
