@@ -699,6 +699,11 @@ static int next_line(ops_source_t *s, const char **line, size_t *len, char *err,
                 continue;
             }
             s->line++;
+            if (n > LINE_MAX_BYTES) {
+                snprintf(err, errlen, "line %llu: longer than %d bytes",
+                         (unsigned long long)s->line, LINE_MAX_BYTES);
+                return OPS_SOURCE_BAD;
+            }
             if (n > 0 && p[n - 1] == '\r') n--;
             *line = p;
             *len = n;
