@@ -154,6 +154,7 @@ typedef struct command_s {
     const cga_setting_t *settings;
     size_t nsettings;
     int takes_positionals;
+    const char *log_level; /* default CGALPHA_LOG_LEVEL of the command (tools are quieter) */
     int (*fn)(cga_app_t *a);
 } command_t;
 
@@ -168,19 +169,19 @@ static const command_t commands[] = {
      "Keeps running as coordinator after the source is exhausted, until SIGINT/SIGTERM\n"
      "(graceful: flush, wait up to --grace-ms for Redis to accept, release the lock, exit 0;\n"
      "exit 1 if tasks could not be delivered), unless --exit-when-done. Exit 5 if rows were bad.\n",
-     run_settings, COUNT(run_settings), 0, ops_cmd_run},
+     run_settings, COUNT(run_settings), 0, "info", ops_cmd_run},
     {"enqueue", "produce everything from a source once, then exit",
      OPS_PROG " enqueue [OPTIONS] --source synthetic|csv:PATH|jsonl:PATH",
      "Produces every task of the source, waits until Redis accepted every entry and prints\n"
      "one summary line: enqueued <tasks> tasks in <entries> entries in <s> s (<rate> tasks/s).\n"
      "Follows the published semaphore (throttles at yellow, pauses at red). Shows progress on\n"
      "stderr when it is a terminal. Exit 5 when some rows were bad (the good ones are enqueued).\n",
-     enqueue_settings, COUNT(enqueue_settings), 0, ops_cmd_enqueue},
+     enqueue_settings, COUNT(enqueue_settings), 0, "warn", ops_cmd_enqueue},
     {"status", "queues, labs, semaphore and regimes",
      OPS_PROG " status [--json]",
      "For each queue: length, lag, pending, dead letters, consumers; the labs alive (worker\n"
      "heartbeats), the semaphore and the current regime of every symbol.\n",
-     status_settings, COUNT(status_settings), 0, ops_cmd_status},
+     status_settings, COUNT(status_settings), 0, "warn", ops_cmd_status},
     {"dead", "list, re-queue or purge dead letters",
      OPS_PROG " dead list|requeue|purge [--queue analysis|reports] [--id ID ...] [--limit N] "
      "[--yes]",
@@ -188,13 +189,13 @@ static const command_t commands[] = {
      "         task id) of up to --limit dead letters (--id: only those)\n"
      "requeue  moves the dead letters (all, or --id ones) back to the queue; prints the count\n"
      "purge    deletes the dead letters (all, or --id ones); needs --yes; prints the count\n",
-     dead_settings, COUNT(dead_settings), 1, ops_cmd_dead},
+     dead_settings, COUNT(dead_settings), 1, "warn", ops_cmd_dead},
     {"accuracy", "compare the detected regimes with the synthetic truth",
      OPS_PROG " accuracy --truth FILE [--json]",
      "Reads the regime log (<ns>:state:regime_log) and the truth written by --truth-out, and\n"
      "prints per symbol and overall the fraction of bars whose detected regime (that of the\n"
      "last change with ws <= t) equals the truth, from each symbol's first detection on.\n",
-     accuracy_settings, COUNT(accuracy_settings), 0, ops_cmd_accuracy},
+     accuracy_settings, COUNT(accuracy_settings), 0, "warn", ops_cmd_accuracy},
 };
 
 static void print_commands(FILE *f) {
@@ -240,14 +241,28 @@ int main(int argc, char **argv) {
                 "accuracy; see %s --help)\n", OPS_PROG, name, OPS_PROG);
         return CGA_EXIT_USAGE;
     }
+    /* The command's settings, then CGALPHA_LOG_LEVEL again with the command's default (a later
+     * definition of a setting wins). */
+    cga_setting_t table[64];
+    size_t nset = 0;
+    for (size_t i = 0; i < cmd->nsettings && nset < COUNT(table) - 1; i++)
+        table[nset++] = cmd->settings[i];
+    size_t ncommon = 0;
+    const cga_setting_t *common = cga_config_common_settings(&ncommon);
+    for (size_t i = 0; i < ncommon; i++) {
+        if (strcmp(common[i].env, "CGALPHA_LOG_LEVEL") == 0) {
+            table[nset] = common[i];
+            table[nset++].def = cmd->log_level;
+        }
+    }
     cga_app_info_t info = {
         .name = OPS_PROG,
         .command = cmd->name,
         .summary = cmd->summary,
         .usage = cmd->usage,
         .details = cmd->details,
-        .settings = cmd->settings,
-        .nsettings = cmd->nsettings,
+        .settings = table,
+        .nsettings = nset,
     };
     cga_app_t *a = NULL;
     int code = CGA_EXIT_FAILURE;

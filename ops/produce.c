@@ -71,9 +71,11 @@ int ops_connect(cga_app_t *a, const char *command) {
     if (rc == CGA_OK) return -1;
     int code = cga_app_exit_code(rc);
     if (rc == CGA_ECANCELED) return code;
-    ops_error(command, "%s: %s", code == CGA_EXIT_AUTH ? "Redis refused the connection"
-                                                       : "Redis is unreachable",
-              cga_strerror(rc));
+    /* The app logs the failure as an ERROR line; say it ourselves only when logs are off. */
+    if (cga_log_level_current > CGA_LOG_ERROR)
+        ops_error(command, "%s: %s",
+                  code == CGA_EXIT_AUTH ? "Redis refused the connection" : "Redis is unreachable",
+                  cga_strerror(rc));
     return code;
 }
 

@@ -278,7 +278,6 @@ static void pump(ops_producer_t *p) {
         ops_row_t row;
         int rc = ops_source_next(p->o.source, &row, err, sizeof err);
         if (rc == OPS_SOURCE_ROW) {
-            p->st.rows++;
             p->bars_taken++;
             if (allowance != UINT64_MAX) allowance--;
             const cga_bar_t *bars;
@@ -292,9 +291,12 @@ static void pump(ops_producer_t *p) {
                          (long long)row.bar.t, row.symbol,
                          (long long)ops_cutter_last_t(p->cutter, row.symbol, row.symlen));
                 bad_row(p, what);
-            } else if (w == 1) {
-                push_window(p, sym, bars);
-                budget = budget > p->o.nlabs ? budget - p->o.nlabs : 0;
+            } else {
+                p->st.rows++;
+                if (w == 1) {
+                    push_window(p, sym, bars);
+                    budget = budget > p->o.nlabs ? budget - p->o.nlabs : 0;
+                }
             }
             continue;
         }

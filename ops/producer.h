@@ -39,7 +39,7 @@ typedef struct ops_producer_opts_s {
 } ops_producer_opts_t;
 
 typedef struct ops_producer_stats_s {
-    uint64_t rows;           /* rows read */
+    uint64_t rows;           /* rows accepted (used for windows) */
     uint64_t bad_rows;       /* rows refused (bad data, time not ascending) */
     uint64_t windows;        /* windows cut */
     uint64_t tasks;          /* tasks pushed */
