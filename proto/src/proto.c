@@ -201,24 +201,35 @@ static void reserve(cga_proto_writer_t *w, size_t more) {
     if (more > w->cap - w->len) writer_grow(w, w->len + more);
 }
 
-/* msgpack_packer's write callback: appends to the writer's buffer. Never fails. */
+/* msgpack_packer's write callback: appends to the writer's buffer. Never fails. The packer
+ * calls it once per token with a handful of bytes, so the usual sizes are copied with constant
+ * lengths (inline moves) rather than through a memcpy call each. */
 static int pk_write(void *data, const char *p, size_t n) {
     cga_proto_writer_t *w = data;
-    if (n > w->cap - w->len) writer_grow(w, w->len + n);
-    memcpy(w->buf + w->len, p, n);
+    if (__builtin_expect(n > w->cap - w->len, 0)) writer_grow(w, w->len + n);
+    char *dst = w->buf + w->len;
     w->len += n;
+    switch (n) {
+    case 1: *dst = *p; break;
+    case 2: memcpy(dst, p, 2); break;
+    case 3: memcpy(dst, p, 3); break;
+    case 4: memcpy(dst, p, 4); break;
+    case 5: memcpy(dst, p, 5); break;
+    case 9: memcpy(dst, p, 9); break;
+    default: memcpy(dst, p, n); break;
+    }
     return 0;
 }
 
 /* Keys are written pre-encoded (fixstr header + bytes) in one append. */
 #define PK_KEY(pk, enc) ((void)(pk)->callback((pk)->data, enc, sizeof(enc) - 1))
 
-static void pk_str(msgpack_packer *pk, cga_str_t s) {
+static inline void pk_str(msgpack_packer *pk, cga_str_t s) {
     (void)msgpack_pack_str(pk, s.len);
     if (s.len) (void)msgpack_pack_str_body(pk, s.ptr, s.len);
 }
 
-static void pk_name(msgpack_packer *pk, const char *name, size_t len) {
+static inline void pk_name(msgpack_packer *pk, const char *name, size_t len) {
     (void)msgpack_pack_str(pk, len);
     (void)msgpack_pack_str_body(pk, name, len);
 }
@@ -340,7 +351,9 @@ static int check_worker_state(cga_proto_writer_t *w, const cga_worker_state_t *m
 
 /* ---- encoders ---------------------------------------------------------------------------- */
 
-static void enc_task(msgpack_packer *pk, const cga_task_t *t) {
+static void enc_task(cga_proto_writer_t *w, const cga_task_t *t) {
+    msgpack_packer pk_, *pk = &pk_;
+    msgpack_packer_init(pk, w, pk_write);
     (void)msgpack_pack_map(pk, 6);
     PK_KEY(pk, "\xa1v\x01");
     PK_KEY(pk, "\xa2id");
@@ -365,7 +378,9 @@ static void enc_task(msgpack_packer *pk, const cga_task_t *t) {
     }
 }
 
-static void enc_report(msgpack_packer *pk, const cga_report_t *r) {
+static void enc_report(cga_proto_writer_t *w, const cga_report_t *r) {
+    msgpack_packer pk_, *pk = &pk_;
+    msgpack_packer_init(pk, w, pk_write);
     int has_err = r->error.len > 0;
     (void)msgpack_pack_map(pk, 14 + has_err);
     PK_KEY(pk, "\xa1v\x01");
@@ -405,7 +420,9 @@ static void enc_report(msgpack_packer *pk, const cga_report_t *r) {
     }
 }
 
-static void enc_regime_change(msgpack_packer *pk, const cga_regime_change_t *m) {
+static void enc_regime_change(cga_proto_writer_t *w, const cga_regime_change_t *m) {
+    msgpack_packer pk_, *pk = &pk_;
+    msgpack_packer_init(pk, w, pk_write);
     (void)msgpack_pack_map(pk, 8);
     PK_KEY(pk, "\xa1v\x01");
     PK_KEY(pk, "\xa3sym");
@@ -424,7 +441,9 @@ static void enc_regime_change(msgpack_packer *pk, const cga_regime_change_t *m) 
     (void)msgpack_pack_uint64(pk, m->ts_us);
 }
 
-static void enc_resource_state(msgpack_packer *pk, const cga_resource_state_t *m) {
+static void enc_resource_state(cga_proto_writer_t *w, const cga_resource_state_t *m) {
+    msgpack_packer pk_, *pk = &pk_;
+    msgpack_packer_init(pk, w, pk_write);
     (void)msgpack_pack_map(pk, 8);
     PK_KEY(pk, "\xa1v\x01");
     PK_KEY(pk, "\xa5level");
@@ -443,7 +462,9 @@ static void enc_resource_state(msgpack_packer *pk, const cga_resource_state_t *m
     (void)msgpack_pack_uint64(pk, m->ts_us);
 }
 
-static void enc_worker_state(msgpack_packer *pk, const cga_worker_state_t *m) {
+static void enc_worker_state(cga_proto_writer_t *w, const cga_worker_state_t *m) {
+    msgpack_packer pk_, *pk = &pk_;
+    msgpack_packer_init(pk, w, pk_write);
     (void)msgpack_pack_map(pk, 10);
     PK_KEY(pk, "\xa1v\x01");
     PK_KEY(pk, "\xa2id");
@@ -501,9 +522,7 @@ int cga_proto_write_task(cga_proto_writer_t *w, const cga_task_t *t) {
     if ((rc = check_task(w, t)) || (rc = batch_room(w, "task"))) return rc;
     size_t start = w->len;
     reserve(w, est_task(t));
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, w, pk_write);
-    enc_task(&pk, t);
+    enc_task(w, t);
     if ((rc = finish_msg(w, start, "task"))) return rc;
     w->count++;
     return CGA_OK;
@@ -516,9 +535,7 @@ int cga_proto_write_report(cga_proto_writer_t *w, const cga_report_t *r) {
     if ((rc = check_report(w, r)) || (rc = batch_room(w, "report"))) return rc;
     size_t start = w->len;
     reserve(w, est_report(r));
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, w, pk_write);
-    enc_report(&pk, r);
+    enc_report(w, r);
     if ((rc = finish_msg(w, start, "report"))) return rc;
     w->count++;
     return CGA_OK;
@@ -555,9 +572,7 @@ int cga_proto_write_raw(cga_proto_writer_t *w, const char *msg, size_t len) {
         if (!(m)) return wfail(w, CGA_EINVAL, "%s: NULL", kind);                               \
         if ((rc_ = check(w, m))) return rc_;                                                   \
         reserve(w, est);                                                                       \
-        msgpack_packer pk_;                                                                    \
-        msgpack_packer_init(&pk_, w, pk_write);                                                \
-        enc(&pk_, m);                                                                          \
+        enc(w, m);                                                                             \
         if ((rc_ = finish_msg(w, HDR_RESERVE, kind))) return rc_;                              \
         *(data) = w->buf + HDR_RESERVE;                                                        \
         *(len) = w->len - HDR_RESERVE;                                                         \
@@ -706,7 +721,11 @@ static int __attribute__((noinline)) dfail_type(dec_t *d, const mp_tok_t *t, con
 
 static inline int rd_tok(dec_t *d, mp_tok_t *t) {
     int rc = mp_next(&d->c, t);
-    return rc ? dfail_mp(d, rc) : CGA_OK;
+    if (__builtin_expect(rc != MP_OK, 0)) {
+        dfail_mp(d, rc);
+        return rc == MP_EDEPTH ? CGA_EDEPTH : CGA_EPROTO; /* visibly non-zero for the compiler */
+    }
+    return CGA_OK;
 }
 
 /* A string field (str or bin). nil_ok: nil reads as "" (optional fields). */
@@ -882,6 +901,33 @@ enum { T_V, T_ID, T_LAB, T_SYM, T_TS, T_BARS, T_N };
 static const field_key_t TASK_KEYS[T_N] = {KEY("v"),   KEY("id"), KEY("lab"),
                                            KEY("sym"), KEY("ts"), KEY("bars")};
 
+static inline int finite_bits(uint64_t u) {
+    return ((u >> 52) & 0x7ff) != 0x7ff;
+}
+
+/* The canonical bar, as cgalpha writes it when t >= 2^32 (every real timestamp in ms):
+ * 96 cf <t:8> then five cb <f64:8>. Reads it in one go when it is valid; anything else (other
+ * encodings, and every error) goes to the general path, which says what is wrong. */
+static inline int fast_bar(mp_cur_t *c, cga_bar_t *b, int64_t prev_t, int first) {
+    const uint8_t *p = c->p;
+    if (mp_left(c) < 55 || p[0] != 0x96 || p[1] != 0xcf || p[10] != 0xcb || p[19] != 0xcb ||
+        p[28] != 0xcb || p[37] != 0xcb || p[46] != 0xcb)
+        return 0;
+    uint64_t t = mp_be64(p + 2), o = mp_be64(p + 11), h = mp_be64(p + 20), l = mp_be64(p + 29),
+             cl = mp_be64(p + 38), v = mp_be64(p + 47);
+    if (t > (uint64_t)INT64_MAX || (!first && (int64_t)t <= prev_t) || !finite_bits(o) ||
+        !finite_bits(h) || !finite_bits(l) || !finite_bits(cl) || !finite_bits(v))
+        return 0;
+    b->t = (int64_t)t;
+    memcpy(&b->open, &o, 8);
+    memcpy(&b->high, &h, 8);
+    memcpy(&b->low, &l, 8);
+    memcpy(&b->close, &cl, 8);
+    memcpy(&b->volume, &v, 8);
+    c->p = p + 55;
+    return 1;
+}
+
 static int rd_bars(dec_t *d, cga_task_t *t, size_t *boff) {
     cga_proto_reader_t *r = d->r;
     mp_tok_t a;
@@ -898,6 +944,7 @@ static int rd_bars(dec_t *d, cga_task_t *t, size_t *boff) {
     cga_bar_t *bars = r->bars + base;
     for (uint32_t j = 0; j < a.n; j++) {
         cga_bar_t *b = &bars[j];
+        if (fast_bar(&d->c, b, j ? b[-1].t : INT64_MIN, j == 0)) continue;
         mp_tok_t e;
         d->i1 = j;
         if ((rc = rd_tok(d, &e))) return rc;
@@ -935,7 +982,7 @@ static int dec_task(dec_t *d, uint32_t nfields, cga_task_t *t, size_t *boff) {
     int rc = check_fields(d, nfields);
     if (rc) return rc;
     for (uint32_t i = 0; i < nfields; i++) {
-        int f;
+        int f = -1;
         if ((rc = rd_key(d, TASK_KEYS, T_N, &seen, &f))) return rc;
         switch (f) {
         case T_V: rc = rd_version(d); break;
@@ -1013,7 +1060,7 @@ static int dec_report(dec_t *d, uint32_t nfields, cga_report_t *rep, size_t *mof
     rep->nmetrics = 0;
     *moff = d->r->metrics_used;
     for (uint32_t i = 0; i < nfields; i++) {
-        int f;
+        int f = -1;
         if ((rc = rd_key(d, REPORT_KEYS, R_N, &seen, &f))) return rc;
         switch (f) {
         case R_V: rc = rd_version(d); break;
@@ -1058,7 +1105,7 @@ static int dec_regime_change(dec_t *d, uint32_t nfields, cga_regime_change_t *m)
     int rc = check_fields(d, nfields);
     if (rc) return rc;
     for (uint32_t i = 0; i < nfields; i++) {
-        int f;
+        int f = -1;
         if ((rc = rd_key(d, CHANGE_KEYS, C_N, &seen, &f))) return rc;
         switch (f) {
         case C_V: rc = rd_version(d); break;
@@ -1094,7 +1141,7 @@ static int dec_resource_state(dec_t *d, uint32_t nfields, cga_resource_state_t *
     m->reason.ptr = EMPTY;
     m->reason.len = 0;
     for (uint32_t i = 0; i < nfields; i++) {
-        int f;
+        int f = -1;
         if ((rc = rd_key(d, RESOURCE_KEYS, S_N, &seen, &f))) return rc;
         switch (f) {
         case S_V: rc = rd_version(d); break;
@@ -1126,7 +1173,7 @@ static int dec_worker_state(dec_t *d, uint32_t nfields, cga_worker_state_t *m) {
     int rc = check_fields(d, nfields);
     if (rc) return rc;
     for (uint32_t i = 0; i < nfields; i++) {
-        int f;
+        int f = -1;
         if ((rc = rd_key(d, WORKER_KEYS, W_N, &seen, &f))) return rc;
         switch (f) {
         case W_V: rc = rd_version(d); break;
@@ -1250,7 +1297,7 @@ int cga_proto_decode_tasks(cga_proto_reader_t *r, const char *data, size_t len,
     r->bars_used = 0;
     for (size_t i = 0; i < count; i++) {
         const uint8_t *start = d.c.p;
-        uint32_t nfields;
+        uint32_t nfields = 0;
         cga_task_t *t = &r->tasks[i];
         memset(t, 0, sizeof *t);
         d.idx = (long)i;
@@ -1281,7 +1328,7 @@ int cga_proto_decode_reports(cga_proto_reader_t *r, const char *data, size_t len
     r->metrics_used = 0;
     for (size_t i = 0; i < count; i++) {
         const uint8_t *start = d.c.p;
-        uint32_t nfields;
+        uint32_t nfields = 0;
         cga_report_t *rep = &r->reports[i];
         memset(rep, 0, sizeof *rep);
         d.idx = (long)i;
@@ -1301,7 +1348,7 @@ int cga_proto_decode_reports(cga_proto_reader_t *r, const char *data, size_t len
 #define DECODE_SINGLE(type, r, data, len, out, kind, dec)                                      \
     do {                                                                                       \
         dec_t d_;                                                                              \
-        uint32_t nfields_;                                                                     \
+        uint32_t nfields_ = 0;                                                                 \
         int rc_;                                                                               \
         type m_;                                                                               \
         memset(&m_, 0, sizeof m_);                                                             \

@@ -898,6 +898,36 @@ static void test_task_rejections(void) {
     };
     check_bad_tasks(r, cases, sizeof cases / sizeof cases[0]);
 
+    /* Bars in the layout cgalpha writes (uint64 t, float64 values) take a fast path; its
+     * errors are reported exactly like the others. */
+    static const bad_t canonical[] = {
+        {"bars",
+         B("\x92\x96\xcf\x00\x00\x01\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\x96\xcf\x00\x00\x01\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"),
+         NULL, 0, 0, CGA_EPROTO, "task[0].bars[1][0]: t 1099511627776 not after the previous "
+                                 "bar's 1099511627776"},
+        {"bars",
+         B("\x91\x96\xcf\x00\x00\x01\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"),
+         NULL, 0, 0, CGA_EPROTO, "task[0].bars[0][3]: not finite (inf)"},
+        {"bars",
+         B("\x91\x96\xcf\xff\x00\x01\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"
+           "\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"),
+         NULL, 0, 0, CGA_EPROTO,
+         "task[0].bars[0][0]: 18374687579183251456 out of range for int64"},
+    };
+    check_bad_tasks(r, canonical, sizeof canonical / sizeof canonical[0]);
+
     /* Long strings: at the limit is fine, one more is not. */
     mb_t m = {0}, v = {0};
     char big[300];
@@ -1222,6 +1252,23 @@ static void test_depth(void) {
         const cga_str_t *spans;
         CGA_ASSERT_EQ(cga_proto_split(r, (const char *)b.b, b.n, &spans, &n), rc);
         mb_free(&b);
+    }
+    /* The same with a bar (an array of six 9-byte scalars, which the skipper takes in one
+     * step) innermost: the bar counts as a level too. */
+    for (int levels = 13; levels <= 15; levels++) {
+        mb_reset(&e);
+        mb_reset(&m);
+        mb_str(&e, "deep");
+        for (int i = 0; i < levels; i++) mb_arr(&e, 1);
+        mb_arr(&e, 6);
+        mb_uint(&e, 1ull << 40);
+        for (int k = 0; k < 5; k++) mb_f64(&e, 1.5);
+        over_t o = {NULL, NULL, &e, 1};
+        put_task(&m, &o);
+        int want = levels <= 14 ? CGA_OK : CGA_EDEPTH;
+        CGA_ASSERT_EQ(cga_proto_decode_tasks(r, (const char *)m.b, m.n, &t, &n), want);
+        const cga_str_t *spans;
+        CGA_ASSERT_EQ(cga_proto_split(r, (const char *)m.b, m.n, &spans, &n), want);
     }
     /* A million levels: refused at level 17, without recursing further. */
     mb_reset(&m);
