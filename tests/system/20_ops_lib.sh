@@ -22,6 +22,7 @@ ops_cleanup() {
         kill -9 "$REDIS_PID" 2>/dev/null || true
         wait "$REDIS_PID" 2>/dev/null || true
     fi
+    [ -n "${KEEP_LOGS:-}" ] && { echo "logs kept in $T_DIR"; return; }
     rm -rf "$T_DIR"
 }
 trap ops_cleanup EXIT
@@ -61,12 +62,13 @@ stop_redis() {
 
 rcli() { redis-cli -s "$T_DIR/redis.sock" "$@"; }
 
-# wait_until SECONDS CMD...: polls CMD every 0.1 s; fails after SECONDS.
+# wait_until SECONDS 'SHELL CONDITION': evaluates the condition (a string, so that command
+# substitutions run each time) every 0.1 s; returns 1 after SECONDS.
 wait_until() {
     local secs=$1 i
     shift
     for i in $(seq 1 $((secs * 10))); do
-        if "$@"; then return 0; fi
+        if eval "$*"; then return 0; fi
         sleep 0.1
     done
     return 1

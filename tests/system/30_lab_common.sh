@@ -56,47 +56,58 @@ start_redis() {
 
 rcli() { redis-cli -s "$T_DIR/redis.sock" "$@"; }
 
-# ---- msgpack, by hand (printf escapes); enough for tasks ------------------------------------
-mp_hex() { printf '%b' "$(printf '%s' "$1" | sed 's/../\\x&/g')"; }
-mp_str() { # short strings only (< 32 bytes)
-    local s=$1
-    mp_hex "$(printf '%02x' $((0xa0 + ${#s})))"
-    printf '%s' "$s"
+# ---- msgpack, by hand, without forks: helpers append printf escapes to $MP ----------------------
+MP=
+mp_byte() { local b; printf -v b '\\x%02x' "$1"; MP+=$b; }
+mp_str() { # strings shorter than 32 bytes
+    mp_byte $((0xa0 + ${#1}))
+    MP+=$1
 }
-mp_u64() { mp_hex "cf$(printf '%016x' "$1")"; }
+mp_u64() {
+    local i
+    MP+='\xcf'
+    for ((i = 56; i >= 0; i -= 8)); do mp_byte $((($1 >> i) & 255)); done
+}
 mp_array_hdr() { # n < 65536
-    if [ "$1" -lt 16 ]; then mp_hex "$(printf '%02x' $((0x90 + $1)))"; else mp_hex "dc$(printf '%04x' "$1")"; fi
+    if [ "$1" -lt 16 ]; then
+        mp_byte $((0x90 + $1))
+    else
+        MP+='\xdc'; mp_byte $(($1 >> 8)); mp_byte $(($1 & 255))
+    fi
 }
 # mp_task ID LAB SYMBOL T0_MS NBARS: one task map, bars one minute apart, prices all 100
 mp_task() {
     local id=$1 lab=$2 sym=$3 t0=$4 n=$5 i
-    mp_hex 86
-    mp_str v; mp_hex 01
+    MP+='\x86'
+    mp_str v; MP+='\x01'
     mp_str id; mp_str "$id"
     mp_str lab; mp_str "$lab"
     mp_str sym; mp_str "$sym"
-    mp_str ts; mp_u64 "$(date +%s%6N)"
+    mp_str ts; mp_u64 "${EPOCHREALTIME/./}"
     mp_str bars; mp_array_hdr "$n"
     for ((i = 0; i < n; i++)); do
-        mp_hex 96; mp_u64 $((t0 + i * 60000)); mp_hex 6464646401
+        MP+='\x96'; mp_u64 $((t0 + i * 60000)); MP+='\x64\x64\x64\x64\x01'
     done
 }
 
-# xadd_file FILE: XADD the file's bytes as field m of a new analysis entry
-xadd_file() { rcli -x XADD "$QKEY" '*' m <"$1" >/dev/null; }
+# xadd_mp: XADD the bytes of $MP as field m of a new analysis entry
+xadd_mp() {
+    printf "$MP" >"$T_DIR/entry.bin"
+    rcli -x XADD "$QKEY" '*' m <"$T_DIR/entry.bin" >/dev/null
+}
 
 # enqueue_tasks LAB SYMBOL COUNT PER_ENTRY [ID_PREFIX]: COUNT tasks in entries of PER_ENTRY
+# (PER_ENTRY 1: each entry is a lone map, as simple producers write it); ids PREFIX/i/LAB
 enqueue_tasks() {
-    local lab=$1 sym=$2 count=$3 per=$4 prefix=${5:-$2} i=0 k n f=$T_DIR/entry.bin
+    local lab=$1 sym=$2 count=$3 per=$4 prefix=${5:-$2} i=0 k n
     while [ "$i" -lt "$count" ]; do
         n=$((count - i < per ? count - i : per))
-        {
-            [ "$per" -gt 1 ] && mp_array_hdr "$n"
-            for ((k = 0; k < n; k++)); do
-                mp_task "$prefix/$((i + k))/$lab" "$lab" "$sym" $((1700000000000 + (i + k) * 60000)) 4
-            done
-        } >"$f"
-        xadd_file "$f"
+        MP=
+        [ "$per" -gt 1 ] && mp_array_hdr "$n"
+        for ((k = 0; k < n; k++)); do
+            mp_task "$prefix/$((i + k))/$lab" "$lab" "$sym" $((1700000000000 + (i + k) * 60000)) 4
+        done
+        xadd_mp
         i=$((i + n))
     done
 }
@@ -109,7 +120,7 @@ start_lab() {
     PIDS+=("$LAB_PID")
 }
 
-summary() { "$LAB" --summary 2>>"$T_DIR/summary.log"; }
+summary() { CGALPHA_LOG_LEVEL=warn "$LAB" --summary 2>>"$T_DIR/summary.log"; }
 summary_get() { summary | awk -v k="$1" '$1 == k { print $2 }'; }
 
 # wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds
