@@ -307,16 +307,20 @@ static int check_report(cga_proto_writer_t *w, const cga_report_t *r) {
     size_t name_max = min_sz(METRIC_NAME_MAX, l->max_string);
     for (size_t i = 0; i < r->nmetrics; i++) {
         const cga_metric_t *m = &r->metrics[i];
-        char where[48];
-        snprintf(where, sizeof where, "report.met[%zu]", i);
-        if ((rc = check_str(w, where, m->name, 1, name_max)) ||
-            (rc = check_finite(w, where, m->value)))
-            return rc;
-        for (size_t j = 0; j < i; j++)
-            if (r->metrics[j].name.len == m->name.len &&
-                memcmp(r->metrics[j].name.ptr, m->name.ptr, m->name.len) == 0)
-                return wfail(w, CGA_EINVAL, "%s: duplicate name \"%.*s\"", where,
-                             (int)min_sz(m->name.len, 64), m->name.ptr);
+        int bad = !m->name.ptr || m->name.len == 0 || m->name.len > name_max ||
+                  !isfinite(m->value);
+        for (size_t j = 0; j < i && !bad; j++) /* earlier names are valid by now */
+            bad = r->metrics[j].name.len == m->name.len &&
+                  memcmp(r->metrics[j].name.ptr, m->name.ptr, m->name.len) == 0;
+        if (bad) {
+            char where[48]; /* formatted only on the way out */
+            snprintf(where, sizeof where, "report.met[%zu]", i);
+            if ((rc = check_str(w, where, m->name, 1, name_max)) ||
+                (rc = check_finite(w, where, m->value)))
+                return rc;
+            return wfail(w, CGA_EINVAL, "%s: duplicate name \"%.*s\"", where,
+                         (int)min_sz(m->name.len, 64), m->name.ptr);
+        }
     }
     return CGA_OK;
 }
@@ -661,6 +665,7 @@ typedef struct dec_s {
     const char *field; /* key being read (not NUL-terminated), or NULL */
     size_t field_len;
     long i1, i2; /* indices inside the field; -1 when unused */
+    int hint;    /* where rd_key starts looking: after the last key found */
 } dec_t;
 
 static void dec_init(dec_t *d, cga_proto_reader_t *r, const char *data, size_t len,
@@ -673,6 +678,7 @@ static void dec_init(dec_t *d, cga_proto_reader_t *r, const char *data, size_t l
     d->field = NULL;
     d->field_len = 0;
     d->i1 = d->i2 = -1;
+    d->hint = 0;
     r->err[0] = '\0';
 }
 
@@ -855,18 +861,28 @@ typedef struct field_key_s {
 /* Reads a key and looks it up in keys[0..n). Unknown keys: their value is skipped and *f is
  * -1. Known keys: *f is the index, d->field names it (the caller reads the value). Duplicate
  * known keys are an error. */
+/* Keys are a few bytes: a loop beats a call to memcmp. */
+static inline int key_eq(const char *a, const char *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
 static int rd_key(dec_t *d, const field_key_t *keys, int n, uint32_t *seen, int *f) {
     mp_tok_t t;
     int rc = rd_tok(d, &t);
     if (rc) return rc;
     if (t.type != MP_STR) return dfail(d, CGA_EPROTO, "expected str key, got %s",
                                        cga__mp_type_name(t.type));
-    for (int i = 0; i < n; i++) {
-        if (keys[i].len == t.n && memcmp(keys[i].name, t.ptr, t.n) == 0) {
+    /* Start where the previous key matched + 1: in the canonical order every key matches at
+     * the first try. */
+    for (int k = 0, i = d->hint; k < n; k++, i = i + 1 == n ? 0 : i + 1) {
+        if (keys[i].len == t.n && key_eq(keys[i].name, t.ptr, t.n)) {
             if (*seen & (1u << i))
                 return dfail(d, CGA_EPROTO, "duplicate key \"%s\"", keys[i].name);
             *seen |= 1u << i;
             *f = i;
+            d->hint = i + 1 == n ? 0 : i + 1;
             d->field = keys[i].name;
             d->field_len = keys[i].len;
             return CGA_OK;
@@ -1229,6 +1245,7 @@ static int entry_begin(dec_t *d, size_t *count) {
 
 static int msg_begin(dec_t *d, uint32_t *nfields) {
     mp_tok_t t;
+    d->hint = 0;
     int rc = rd_tok(d, &t);
     if (rc) return rc;
     if (t.type != MP_MAP) return dfail_type(d, &t, "map");

@@ -803,6 +803,28 @@ static void test_unknown_keys_and_versions(void) {
     CGA_ASSERT_OK(rc);
     CGA_ASSERT_MEMEQ(t->id.ptr, t->id.len, "T1", 2);
     CGA_ASSERT_EQ(t->nbars, 3);
+    /* Any key order. */
+    mb_reset(&m);
+    mb_map(&m, 6);
+    mb_str(&m, "bars");
+    RAW(&m, "\x91\x96\x01\x01\x01\x01\x01\x01");
+    mb_str(&m, "ts");
+    mb_uint(&m, 7);
+    mb_str(&m, "sym");
+    mb_str(&m, "S");
+    mb_str(&m, "id");
+    mb_str(&m, "I");
+    mb_str(&m, "lab");
+    mb_str(&m, "L");
+    mb_str(&m, "v");
+    mb_uint(&m, 1);
+    rc = cga_proto_decode_tasks(r, (const char *)m.b, m.n, &t, &n);
+    CGA_ASSERT_OK(rc);
+    CGA_ASSERT_MEMEQ(t->id.ptr, t->id.len, "I", 1);
+    CGA_ASSERT_MEMEQ(t->lab.ptr, t->lab.len, "L", 1);
+    CGA_ASSERT_MEMEQ(t->symbol.ptr, t->symbol.len, "S", 1);
+    CGA_ASSERT_EQ(t->enq_us, 7);
+    CGA_ASSERT_EQ(t->bars[0].t, 1);
     /* Newer versions are read (unknown fields ignored); 0 is not a version. */
     mb_reset(&v);
     mb_uint(&v, 2);
@@ -1371,6 +1393,8 @@ static void test_encode_validation(void) {
     rb = r;
     rb.metrics = dup;
     REJECT(cga_proto_write_report(w, &rb), CGA_EINVAL, "report.met[1]: duplicate name \"a\"");
+    dup[1].name = (cga_str_t){NULL, 1};
+    REJECT(cga_proto_write_report(w, &rb), CGA_EINVAL, "report.met[1]: NULL with length 1");
     dup[1].name = cga_str("b");
     dup[1].value = INFINITY;
     REJECT(cga_proto_write_report(w, &rb), CGA_EINVAL, "report.met[1]: not finite (inf)");
