@@ -242,7 +242,10 @@ static int resend(ops_producer_t *p) {
 static void pump(ops_producer_t *p) {
     if (p->closing) return;
     p->waiting_inflight = 0;
-    if (resend(p)) return;
+    if (resend(p)) {
+        p->was_producing = 0; /* a paced source resumes at its rate, without a catch-up burst */
+        return;
+    }
     if (!can_produce(p)) {
         p->was_producing = 0;
         return;
