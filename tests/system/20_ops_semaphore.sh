@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The coordinator's semaphore: yellow from the backlog (published, logged once), red from Redis
-# memory (maxmemory), red from the backlog pausing production, and green again when the backlog
-# is gone (production resumes).
+# The coordinator's duties: the semaphore (yellow from the backlog, published and logged once; red
+# from Redis memory; red from the backlog pausing production; green again when the backlog is
+# gone, production resuming) and the trimming of the queues.
 source "$(dirname "$0")/20_ops_lib.sh"
 start_redis
 SKEY=$NS:state:global_resources
@@ -51,5 +51,21 @@ wait_until 10 'grep -q "semaphore green" "$T_DIR/r.log"' || fail "never green ag
 wait_until 10 '[ "$(rcli XLEN $QKEY)" -gt "$n2" ]' || fail "production did not resume"
 kill -TERM $R
 wait $R || fail "run exited $?"
+PIDS=()
+
+step "trimming: entries every group has consumed go, the others stay"
+rcli DEL $QKEY >/dev/null
+"$OPS" run --symbols 1 --bars 100 --labs trend --batch 1 --trim-interval-ms 200 \
+    >"$T_DIR/t.log" 2>&1 &
+T=$!
+PIDS+=($T)
+wait_until 10 '[ "$(rcli XLEN $QKEY)" = 5 ]' || fail "want 5 entries, got $(rcli XLEN $QKEY)"
+sleep 0.5
+[ "$(rcli XLEN $QKEY)" = 5 ] || fail "trimmed entries the group still needs"
+third=$(rcli EVAL "return redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 3)[3][1]" 1 $QKEY)
+rcli XGROUP SETID $QKEY labs "$third" >/dev/null   # the first three are consumed
+wait_until 10 '[ "$(rcli XLEN $QKEY)" = 2 ]' || fail "not trimmed: $(rcli XLEN $QKEY) entries"
+kill -TERM $T
+wait $T || fail "run exited $?"
 PIDS=()
 echo ok
