@@ -184,9 +184,10 @@ static const command_t commands[] = {
      status_settings, COUNT(status_settings), 0, "warn", ops_cmd_status},
     {"dead", "list, re-queue or purge dead letters",
      OPS_PROG " dead list|requeue|purge [--queue analysis|reports] [--id ID ...] [--limit N] "
-     "[--yes]",
+     "[--yes] [--json]",
      "list     prints id, source id, deliveries, reason and the first task id (or report's\n"
-     "         task id) of up to --limit dead letters (--id: only those)\n"
+     "         task id) of up to --limit dead letters (--id: only those; --json: one object\n"
+     "         per line)\n"
      "requeue  moves the dead letters (all, or --id ones) back to the queue; prints the count\n"
      "purge    deletes the dead letters (all, or --id ones); needs --yes; prints the count\n",
      dead_settings, COUNT(dead_settings), 1, "warn", ops_cmd_dead},
