@@ -23,8 +23,30 @@
  *     past its deadline fails with CGA_ETIMEDOUT and, because Redis answers in order, the
  *     connection is then treated as broken and reconnected;
  *   - while the circuit breaker is open every call fails at once with CGA_EBREAKER.
+ *
+ * Circuit breaker (cga_redis_breaker(), see breaker.h), exactly:
+ *   - failures: every failed connect attempt (refused, unknown host, connect_timeout_ms passed
+ *     before the handshake finished, AUTH/SELECT refused, ...), every loss of a ready
+ *     connection, and every command timeout (which drops the connection: counted once);
+ *   - success: a connect whose handshake finished (the connection became ready). So the breaker
+ *     is always CLOSED while connected, and breaker_failures consecutive failures open it;
+ *   - while OPEN: cga_redis_command*() and cga_redis_evalsha() return CGA_EBREAKER at once (the
+ *     callback is not called); commands that were waiting in the queue when it opened get their
+ *     callback with CGA_EBREAKER; no connect attempt is made;
+ *   - after breaker_open_ms it is HALF_OPEN: the next reconnect attempt is the single trial
+ *     (commands issued meanwhile queue or fail fast as while disconnected). The trial connecting
+ *     closes the breaker; the trial failing opens it again for breaker_open_ms.
+ *
+ * Reconnects: attempt n (0-based, reset by every successful connect) waits
+ * cga_backoff_delay_ms(backoff_base_ms, backoff_cap_ms, n, random), and at least until the
+ * breaker turns half-open. The first attempt runs on the loop turn after cga_redis_create().
+ *
+ * Logging: INFO on every (re)connect; one WARN per lost connection or per series of failed
+ * attempts (again if the reason changes); DEBUG for each further attempt. The password is
+ * registered with cga_log_add_secret() and never logged.
+ *
  * hiredis appears only in redis.c and in the modules that read replies; this header only
- * forward-declares the reply type. */
+ * forward-declares the reply type. Not thread-safe: use from the loop thread only. */
 
 struct uv_loop_s;
 struct redisReply;
@@ -50,6 +72,8 @@ typedef struct cga_redis_opts_s {
     unsigned breaker_failures;   /* consecutive failures that open the breaker, default 5 */
     unsigned breaker_open_ms;    /* open -> half-open after this, default 30000 */
 } cga_redis_opts_t;
+/* In cga_redis_create(), a 0 (or NULL host) in any numeric field means its default; a
+ * backoff_cap_ms below backoff_base_ms is raised to it. */
 
 /* Fills o with the defaults above. */
 CGA_EXTERN void cga_redis_opts_init(cga_redis_opts_t *o);
@@ -77,13 +101,20 @@ typedef void (*cga_redis_reply_cb)(int status, struct redisReply *reply, void *a
  * failed attempt too (up = 0), so a process can give up at start-up on CGA_EAUTH. */
 typedef void (*cga_redis_state_cb)(int up, int status, void *arg);
 
-/* Creates a connection on loop and starts connecting. Copies every string in opts.
- * Returns CGA_OK and *out (owned by the caller, released with cga_redis_close()). */
+/* Creates a connection on loop and starts connecting (on the next loop turn, so that state
+ * listeners added right after this call see the first outcome). Copies every string in opts;
+ * opts NULL means all defaults. Returns CGA_OK and *out (owned by the caller, released with
+ * cga_redis_close()), or CGA_EINVAL (bad port or db, client_name with spaces or control
+ * characters). */
 CGA_EXTERN int cga_redis_create(cga_redis_t **out, struct uv_loop_s *loop,
                                 const cga_redis_opts_t *opts);
 
 /* Fails every pending and queued command with CGA_ECANCELED, disconnects, closes the uv handles
- * and frees r; done(arg) runs once everything is released (it may be NULL). NULL is a no-op. */
+ * and frees r; done(arg) runs once everything is released (it may be NULL), after the last
+ * close callback of the connection's handles (hiredis' included), so uv_loop_close() succeeds
+ * once the loop has run. May be called from inside any of r's callbacks (reply, state,
+ * message): r stays valid until that callback returns. Later calls on r return CGA_ECLOSED
+ * until done runs; a second close is ignored. NULL is a no-op. */
 CGA_EXTERN void cga_redis_close(cga_redis_t *r, void (*done)(void *arg), void *arg);
 
 /* Adds a state listener (up to 8). Borrows arg. Returns CGA_OK or CGA_EINVAL when full. */
@@ -113,8 +144,12 @@ CGA_EXTERN int cga_redis_commandv(cga_redis_t *r, unsigned flags, unsigned timeo
                                   const size_t *argvlen);
 
 /* Registers a Lua script with r (r owns the returned handle; valid until r is freed). It is
- * SCRIPT LOADed on every connect, before queued commands are sent. */
+ * SCRIPT LOADed on every connect, before queued commands are sent (and at once when r is
+ * connected). Registering the same text twice returns the same handle. Copies lua. */
 CGA_EXTERN int cga_redis_script_register(cga_redis_t *r, const char *lua, cga_redis_script_t **out);
+
+/* The script's SHA-1 (40 lower-case hex digits, as SCRIPT LOAD returns it), owned by s. */
+CGA_EXTERN const char *cga_redis_script_sha(const cga_redis_script_t *s);
 
 /* EVALSHA of a registered script: argv holds the keys then the args (nkeys of them keys).
  * On a NOSCRIPT reply (SCRIPT FLUSH, a restarted Redis) the script is loaded again and the call
@@ -125,11 +160,21 @@ CGA_EXTERN int cga_redis_evalsha(cga_redis_t *r, cga_redis_script_t *s, unsigned
 
 /* Subscriber use (a connection dedicated to it): subscribes to channel and calls cb for every
  * message (status CGA_OK, payload/len valid only during the call). Resubscribes by itself after
- * every reconnect. Copies channel. */
+ * every reconnect (messages published while disconnected are lost: pub/sub). Copies channel.
+ * Several subscriptions may share a channel; each gets every message. Once a connection has
+ * subscribed, cga_redis_command*() / cga_redis_evalsha() on it return CGA_EINVAL; subscribing
+ * on a connection with commands in flight or queued returns CGA_EINVAL too. No command
+ * deadline applies to subscriptions. */
 typedef void (*cga_redis_message_cb)(const char *channel, const char *payload, size_t len,
                                      void *arg);
 CGA_EXTERN int cga_redis_subscribe(cga_redis_t *r, const char *channel, cga_redis_message_cb cb,
                                    void *arg);
+
+/* Removes the subscription made with exactly (channel, cb, arg); cb is not called for it from
+ * the return on (even from inside a message callback). UNSUBSCRIBE is sent when no other
+ * subscription is left on the channel. Returns CGA_OK or CGA_ENOTFOUND. */
+CGA_EXTERN int cga_redis_unsubscribe(cga_redis_t *r, const char *channel,
+                                     cga_redis_message_cb cb, void *arg);
 
 /* Counters for tests, status and benchmarks. */
 typedef struct cga_redis_stats_s {
