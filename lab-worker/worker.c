@@ -74,6 +74,7 @@ struct entry_s {
     size_t chunks_cap;
     size_t chunks_left;
     char reason[256];
+    unsigned lane_seq; /* a reclaimed entry run in the lane (see do_reclaim), else 0 */
     entry_t *prev, *next; /* w->active list, or the free list */
 };
 
@@ -89,6 +90,7 @@ typedef struct group_s {
     const char *data;
     size_t len;
     int finished;
+    unsigned lane_seq; /* the lane entry among them, or 0 */
     struct group_s *next;
 } group_t;
 
@@ -130,6 +132,13 @@ struct lab_worker_s {
     size_t pending_ops; /* our Redis calls whose callback has not run yet */
     size_t held_tasks, held_entries, running_tasks;
     double avg_tasks; /* tasks per entry, moving average, for the claim count */
+    /* The lane: reclaimed entries (their lab died or hung: suspects) run one at a time, each
+     * reclaimed only once the previous one is acknowledged (or ran longer than the lease), so
+     * that a task that crashes its lab cannot push its neighbours' delivery counts up. */
+    int lane;
+    unsigned lane_seq;
+    uint64_t lane_since_ms;
+    size_t reclaim_streak;
 
     entry_t *active; /* entries being run, dead-lettered or split */
     entry_t *free_entries;
@@ -213,6 +222,7 @@ static entry_t *entry_get(lab_worker_t *w, batch_t *b, const cga_queue_entry_t *
     e->ntasks = 0;
     e->chunks_left = 0;
     e->reason[0] = '\0';
+    e->lane_seq = 0;
     e->prev = NULL;
     e->next = w->active;
     if (w->active) w->active->prev = e;
@@ -268,6 +278,7 @@ static group_t *group_get(lab_worker_t *w) {
     g->data = NULL;
     g->len = 0;
     g->finished = 0;
+    g->lane_seq = 0;
     g->next = NULL;
     return g;
 }
@@ -427,6 +438,7 @@ static void entry_report(lab_worker_t *w, entry_t *e) {
                         (int)t->id.len, t->id.ptr, e->qe->id);
         }
     }
+    if (e->lane_seq) g->lane_seq = e->lane_seq;
     cga_grow((void **)&g->ids, &g->ids_cap, g->nids + 1, sizeof g->ids[0]);
     memcpy(g->ids[g->nids], e->qe->id, sizeof g->ids[0]);
     g->ids[g->nids][sizeof g->ids[0] - 1] = '\0';
@@ -612,6 +624,11 @@ static void handle_entry(lab_worker_t *w, batch_t *b, const cga_queue_entry_t *q
         entry_split(w, e);
         return;
     }
+    if (reclaimed) {
+        e->lane_seq = ++w->lane_seq;
+        w->lane = 1;
+        w->lane_since_ms = cga_clock_mono_ms();
+    }
     entry_run(w, e);
 }
 
@@ -729,6 +746,17 @@ static void maybe_claim(lab_worker_t *w) {
 
 /* ---- reclaim --------------------------------------------------------------------------------- */
 
+/* 1 while a reclaimed entry runs in the lane (and has not run longer than the lease). */
+static int lane_busy(const lab_worker_t *w) {
+    return w->lane && cga_clock_mono_ms() - w->lane_since_ms < w->o.lease_ms;
+}
+
+static void lane_release(lab_worker_t *w, unsigned seq) {
+    if (!w->lane || seq == 0 || seq != w->lane_seq) return;
+    w->lane = 0;
+    do_reclaim(w);
+}
+
 static void on_reclaim(int status, cga_queue_batch_t *batch, void *arg) {
     lab_worker_t *w = arg;
     w->pending_ops--;
@@ -741,19 +769,26 @@ static void on_reclaim(int status, cga_queue_batch_t *batch, void *arg) {
         return;
     }
     size_t n = batch ? batch->n : 0;
-    if (n > 0)
-        CGA_LOG(CGA_LOG_INFO, 0, "reclaimed %zu entries idle for more than %u ms", n,
-                w->o.lease_ms);
+    for (size_t i = 0; i < n; i++)
+        CGA_LOG(CGA_LOG_DEBUG, 0, "reclaimed entry %s (delivery %" PRIu64 ")",
+                batch->entries[i].id, batch->entries[i].deliveries);
+    if (n == 0 && w->reclaim_streak > 0) {
+        CGA_LOG(CGA_LOG_INFO, 0, "reclaimed %zu entries idle for more than %u ms",
+                w->reclaim_streak, w->o.lease_ms);
+        w->reclaim_streak = 0;
+    }
+    w->reclaim_streak += n;
     handle_batch(w, batch, 1);
-    if (n >= w->o.claim_count && !w->stopping) do_reclaim(w); /* there may be more */
+    if (n > 0) do_reclaim(w); /* the next one, unless the lane is busy now */
     maybe_claim(w);
     maybe_finish(w);
 }
 
+/* Reclaims one entry idle past the lease, unless one is running in the lane. */
 static void do_reclaim(lab_worker_t *w) {
-    if (!w->started || w->stopping || w->reclaiming) return;
+    if (!w->started || w->stopping || w->reclaiming || lane_busy(w)) return;
     if (w->held_tasks >= w->o.max_inflight) return; /* next tick */
-    int rc = cga_queue_reclaim(w->q, w->o.claim_count, on_reclaim, w);
+    int rc = cga_queue_reclaim(w->q, 1, on_reclaim, w);
     if (rc != CGA_OK) {
         if (!w->claim_outage) CGA_LOG(CGA_LOG_WARN, rc, "reclaiming idle entries failed");
         return;
@@ -786,7 +821,9 @@ static void complete_failed(lab_worker_t *w, group_t *g, int rc) {
                 "writing %zu reports and acknowledging %zu entries failed; the entries stay "
                 "pending and come back after the lease",
                 g->ntasks, g->nids);
+        unsigned seq = g->lane_seq;
         group_put(w, g, 1);
+        lane_release(w, seq);
         return;
     }
     if (!w->complete_outage) {
@@ -823,7 +860,9 @@ static void on_complete(int status, void *arg) {
     w->failed += g->nfailed;
     cga_counter_add(w->m_ok, g->ntasks - g->nfailed);
     cga_counter_add(w->m_fail, g->nfailed);
+    unsigned seq = g->lane_seq;
     group_put(w, g, 1);
+    lane_release(w, seq);
     maybe_claim(w);
     maybe_finish(w);
 }
