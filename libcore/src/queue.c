@@ -848,9 +848,11 @@ static void on_claimed(int status, redisReply *reply, void *arg) {
         if (status == CGA_EPROTO)
             CGA_LOG(CGA_LOG_ERROR, status, "%s: unexpected reply to %s", q->key,
                     op->kind == OP_CLAIM ? "XREADGROUP" : "reclaim");
-    } else if (reply_is_err(reply, "NOGROUP") && !q->closing) {
+    } else if ((reply_is_err(reply, "NOGROUP") || reply_is_err(reply, "UNBLOCKED")) &&
+               !q->closing) {
         /* The stream or the group is gone: make it again, then let the caller retry. Never
-         * stop consuming silently. */
+         * stop consuming silently. A claim blocked while the key is deleted gets "UNBLOCKED the
+         * stream key no longer exists" (Redis 7.0), the next one NOGROUP. */
         op->recovering = 1;
         int rc = send_group_create(q, op);
         if (rc == CGA_OK) {
