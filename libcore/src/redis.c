@@ -564,18 +564,25 @@ static void schedule_attempt(cga_redis_t *r) {
 
 /* Counts a failure on the breaker; if that opened it, says so once and fails what waits. */
 static void breaker_failure(cga_redis_t *r) {
+    uint64_t now = uv_now(r->loop);
     uint64_t trips = cga_breaker_trips(r->breaker);
-    cga_breaker_failure(r->breaker, uv_now(r->loop));
+    int trial = cga_breaker_state(r->breaker, now) == CGA_BREAKER_HALF_OPEN;
+    cga_breaker_failure(r->breaker, now);
     if (cga_breaker_trips(r->breaker) == trips) return;
-    CGA_LOG(CGA_LOG_WARN, 0,
-            "circuit breaker open after %u consecutive failures: commands fail fast for %u ms",
-            r->o.breaker_failures, r->o.breaker_open_ms);
+    if (trial)
+        CGA_LOG(CGA_LOG_WARN, 0,
+                "circuit breaker open again (the trial connect failed): commands fail fast for "
+                "%u ms", r->o.breaker_open_ms);
+    else
+        CGA_LOG(CGA_LOG_WARN, 0,
+                "circuit breaker open after %u consecutive failures: commands fail fast for %u ms",
+                r->o.breaker_failures, r->o.breaker_open_ms);
     fail_queue(r, CGA_EBREAKER);
 }
 
 /* The ready connection is gone. to_free: the context to free (our decision), or NULL when
  * hiredis is already freeing it. */
-static void conn_lost(cga_redis_t *r, int rc, redisAsyncContext *to_free, int log) {
+static void conn_lost(cga_redis_t *r, int rc, redisAsyncContext *to_free, const char *why) {
     uint64_t now = uv_now(r->loop);
     r->ac = NULL;
     r->state = ST_DOWN;
@@ -583,9 +590,9 @@ static void conn_lost(cga_redis_t *r, int rc, redisAsyncContext *to_free, int lo
     r->last_error = rc;
     r->down_since = now;
     r->attempt = 0;
-    r->series = 1; /* this WARN starts the outage; failed attempts that follow are DEBUG */
-    r->series_rc = rc;
-    if (log) CGA_LOG(CGA_LOG_WARN, rc, "connection to %s lost, reconnecting", r->where);
+    r->series = 1;    /* this WARN starts the outage; failed attempts that follow are DEBUG */
+    r->series_rc = 0; /* ... whatever their reason, until it changes */
+    if (why) CGA_LOG(CGA_LOG_WARN, 0, "connection to %s lost (%s), reconnecting", r->where, why);
     /* in-flight commands fail with CGA_ECONNLOST (or CGA_ETIMEDOUT for the one that timed out),
      * now or, inside a hiredis callback, as soon as it returns */
     if (to_free) redisAsyncFree(to_free);
@@ -600,7 +607,7 @@ static void ac_gone(cga_redis_t *r, redisAsyncContext *ac) {
     int rc = context_error_code(&ac->c);
     CGA_LOG(CGA_LOG_DEBUG, 0, "hiredis: %s", ac->c.errstr[0] ? ac->c.errstr : "disconnected");
     if (r->state == ST_READY) {
-        conn_lost(r, rc, NULL, 1);
+        conn_lost(r, rc, NULL, ac->c.errstr[0] ? ac->c.errstr : cga_strerror(rc));
     } else {
         r->ac = NULL;
         attempt_failed(r, rc);
@@ -614,17 +621,17 @@ static void attempt_failed(cga_redis_t *r, int rc) {
     r->last_error = rc;
     if (r->attempt < 64) r->attempt++;
     if (r->series == 0) r->down_since = now;
-    if (r->series == 0 || rc != r->series_rc) {
+    if (r->series == 0 || (r->series_rc != 0 && rc != r->series_rc)) {
         if (r->errtext[0])
             CGA_LOG(CGA_LOG_WARN, rc, "cannot connect to %s (Redis said: %s), retrying", r->where,
                     r->errtext);
         else
             CGA_LOG(CGA_LOG_WARN, rc, "cannot connect to %s, retrying", r->where);
-        r->series_rc = rc;
     } else {
         CGA_LOG(CGA_LOG_DEBUG, rc, "attempt %u to connect to %s failed", r->series + 1,
                 r->where);
     }
+    r->series_rc = rc;
     r->series++;
     if (r->closing) return;
     breaker_failure(r);
@@ -681,11 +688,15 @@ static void on_hs_reply(redisAsyncContext *ac, void *reply_, void *privdata) {
     }
     int step = (int)(uintptr_t)privdata;
     if (reply->type == REDIS_REPLY_ERROR) {
+        /* an error may also be unsolicited ("ERR max number of clients reached" arrives as the
+         * answer to whatever was sent first): only what speaks of the password or the db
+         * index becomes CGA_EAUTH / CGA_ESELECT; anything else is retried like any failure */
         int rc = reply_error_code(reply->str);
-        if (rc != CGA_EAUTH) {
-            if (step == HS_AUTH) {
+        if (rc == CGA_EREPLY) {
+            if (step == HS_AUTH && (strstr(reply->str, "AUTH") || strstr(reply->str, "password"))) {
                 rc = CGA_EAUTH;
-            } else if (step == HS_SELECT) {
+            } else if (step == HS_SELECT &&
+                       (strstr(reply->str, "DB") || strstr(reply->str, "SELECT"))) {
                 rc = CGA_ESELECT;
             } else if (step == HS_SCRIPT && strstr(reply->str, "ompil")) {
                 /* a script that does not compile is the caller's bug, not the connection's:
@@ -842,7 +853,7 @@ static void on_tick(uv_timer_t *t) {
     head->timed_out = 1;
     CGA_LOG(CGA_LOG_WARN, CGA_ETIMEDOUT, "no reply from %s within %u ms, reconnecting", r->where,
             head->timeout_ms);
-    conn_lost(r, CGA_ETIMEDOUT, r->ac, 0);
+    conn_lost(r, CGA_ETIMEDOUT, r->ac, NULL); /* logged above */
 }
 
 /* ---------------------------------------------------------------- replies */
@@ -1022,7 +1033,7 @@ static void release(cga_redis_t *r) {
     free(r->unix_path);
     free(r->username);
     if (r->password) {
-        memset(r->password, 0, strlen(r->password));
+        explicit_bzero(r->password, strlen(r->password));
         free(r->password);
     }
     free(r->client_name);

@@ -7,8 +7,10 @@
 #include <hiredis.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cgalpha/clock.h"
@@ -175,6 +177,39 @@ static inline redisReply *side_cmd(redisContext *c, const char *fmt, ...) {
     va_end(ap);
     CGA_ASSERT(rep != NULL);
     return rep;
+}
+
+/* Captures what is written to fd 2 between stderr_begin and stderr_end into buf (and then
+ * shows it on the real stderr). */
+static inline int stderr_begin(char *path, size_t n) {
+    snprintf(path, n, "/tmp/cga-stderr-XXXXXX");
+    int fd = mkstemp(path);
+    CGA_ASSERT(fd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    CGA_ASSERT(saved >= 0);
+    CGA_ASSERT(dup2(fd, STDERR_FILENO) >= 0);
+    close(fd);
+    return saved;
+}
+
+static inline void stderr_end(int saved, const char *path, char *buf, size_t n) {
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    FILE *f = fopen(path, "r");
+    CGA_ASSERT(f != NULL);
+    size_t got = fread(buf, 1, n - 1, f);
+    buf[got] = '\0';
+    fclose(f);
+    unlink(path);
+    fputs(buf, stderr); /* show what was captured */
+}
+
+static inline int count_str(const char *hay, const char *needle) {
+    int c = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) c++;
+    return c;
 }
 
 #endif

@@ -175,37 +175,6 @@ static void test_connect_errors(void) {
 
 /* ---------------------------------------------------------------- AUTH, ACL, SELECT */
 
-static int stderr_begin(char *path, size_t n) {
-    snprintf(path, n, "/tmp/cga-stderr-XXXXXX");
-    int fd = mkstemp(path);
-    CGA_ASSERT(fd >= 0);
-    fflush(stderr);
-    int saved = dup(STDERR_FILENO);
-    CGA_ASSERT(saved >= 0);
-    CGA_ASSERT(dup2(fd, STDERR_FILENO) >= 0);
-    close(fd);
-    return saved;
-}
-
-static void stderr_end(int saved, const char *path, char *buf, size_t n) {
-    fflush(stderr);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    FILE *f = fopen(path, "r");
-    CGA_ASSERT(f != NULL);
-    size_t got = fread(buf, 1, n - 1, f);
-    buf[got] = '\0';
-    fclose(f);
-    unlink(path);
-    fputs(buf, stderr); /* show what was captured */
-}
-
-static int count_str(const char *hay, const char *needle) {
-    int c = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle)) c++;
-    return c;
-}
-
 static void test_auth_password(void) {
     const char *good = "g00d-Pa55word";
     const char *bad = "wr0ng-Pa55word";
