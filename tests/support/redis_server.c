@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,6 +29,53 @@ int cga_test_free_port(void) {
     if (getsockname(fd, (struct sockaddr *)&a, &len) != 0) die("getsockname");
     close(fd);
     return ntohs(a.sin_port);
+}
+
+/* Servers still running when the test exits (a failed assertion exits at once) are stopped and
+ * their folders removed by an atexit handler. Copies, not pointers: the test's struct may live
+ * in a stack frame that is gone by then. */
+#define MAX_LIVE 16
+static struct {
+    pid_t pid;
+    char dir[64];
+} live[MAX_LIVE];
+
+static void rm_dir(const char *dir);
+
+static void stop_live_at_exit(void) {
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live[i].pid > 0) {
+            kill(live[i].pid, SIGKILL);
+            waitpid(live[i].pid, NULL, 0);
+        }
+        if (live[i].dir[0]) rm_dir(live[i].dir);
+        live[i].pid = 0;
+        live[i].dir[0] = '\0';
+    }
+}
+
+static void track(const cga_test_redis_t *s) {
+    static int registered;
+    if (!registered) {
+        atexit(stop_live_at_exit);
+        registered = 1;
+    }
+    int slot = -1;
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (strcmp(live[i].dir, s->dir) == 0) { slot = i; break; }
+        if (slot < 0 && !live[i].dir[0]) slot = i;
+    }
+    if (slot < 0) return;
+    live[slot].pid = s->pid;
+    snprintf(live[slot].dir, sizeof live[slot].dir, "%s", s->dir);
+}
+
+static void untrack(const char *dir, int keep_dir) {
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (strcmp(live[i].dir, dir) != 0) continue;
+        live[i].pid = 0;
+        if (!keep_dir) live[i].dir[0] = '\0';
+    }
 }
 
 static void sleep_ms(int ms) {
@@ -70,13 +118,19 @@ static int spawn(cga_test_redis_t *s) {
     pid_t pid = fork();
     if (pid < 0) die("fork");
     if (pid == 0) {
+        /* The server dies with the test, whatever way the test ends (a failed assertion
+         * exits at once), and never holds the test's stdout/stderr open for ctest. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1) _exit(1);
+        int errfd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
         int devnull = open("/dev/null", O_RDWR);
         if (devnull >= 0) {
             dup2(devnull, STDOUT_FILENO);
+            dup2(devnull, STDERR_FILENO);
             close(devnull);
         }
         execlp(bin, bin, conf, (char *)NULL);
-        fprintf(stderr, "FAIL cannot run %s: %s (install redis-server)\n", bin, strerror(errno));
+        dprintf(errfd, "FAIL cannot run %s: %s (install redis-server)\n", bin, strerror(errno));
         _exit(127);
     }
     s->pid = pid;
@@ -87,7 +141,10 @@ static int spawn(cga_test_redis_t *s) {
             fprintf(stderr, "FAIL redis-server exited at start (see %s/redis.log)\n", s->dir);
             exit(1);
         }
-        if (ping_ok(s)) return 0;
+        if (ping_ok(s)) {
+            track(s);
+            return 0;
+        }
         sleep_ms(20);
     }
     fprintf(stderr, "FAIL redis-server did not answer PING within 5 s\n");
@@ -113,6 +170,7 @@ void cga_test_redis_signal(cga_test_redis_t *s, int sig) {
     int st;
     waitpid(s->pid, &st, 0);
     s->pid = 0;
+    untrack(s->dir, 1);
 }
 
 int cga_test_redis_restart(cga_test_redis_t *s) {
@@ -142,6 +200,7 @@ void cga_test_redis_stop(cga_test_redis_t *s) {
         if (s->pid > 0) cga_test_redis_signal(s, SIGKILL);
     }
     if (s->dir[0]) {
+        untrack(s->dir, 0);
         rm_dir(s->dir);
         s->dir[0] = '\0';
     }
