@@ -1030,6 +1030,10 @@ static int rd_metrics(dec_t *d, cga_report_t *rep, size_t *moff) {
     if (rc) return rc;
     if (m.type == MP_NIL) m.n = 0;
     else if (m.type != MP_MAP) return dfail_type(d, &m, "map");
+    if (m.n == 0) { /* nothing to size: the array may still be NULL */
+        rep->nmetrics = 0;
+        return CGA_OK;
+    }
     if (m.n > r->lim.max_metrics)
         return dfail(d, CGA_EPROTO, "%" PRIu32 " metrics exceed max_metrics %zu", m.n,
                      r->lim.max_metrics);
