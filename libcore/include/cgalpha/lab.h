@@ -27,6 +27,10 @@
 #include <stdint.h>
 #include "cgalpha/types.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define CGA_LAB_ABI_VERSION 1u
 #define CGA_LAB_ENTRY_SYMBOL "cga_lab_plugin_entry"
 #define CGA_LAB_MAX_METRICS 16
@@ -63,7 +67,9 @@ typedef struct cga_lab_output_s {
 } cga_lab_output_t;
 
 typedef struct cga_lab_plugin_s {
-    uint32_t abi_version;     /* CGA_LAB_ABI_VERSION */
+    /* CGA_LAB_ABI_VERSION. Stays the first field in every future ABI version: the loader reads
+     * it before it trusts anything else in the descriptor. */
+    uint32_t abi_version;
     const char *name;         /* [a-z0-9_-]{1,32}: what tasks name in their "lab" field */
     const char *version;      /* the plugin's own version, free text */
     const char *description;  /* one line */
@@ -79,6 +85,10 @@ typedef struct cga_lab_plugin_s {
 
 typedef const cga_lab_plugin_t *(*cga_lab_plugin_entry_fn)(void);
 
+/* The one symbol a plugin exports (declared here so that plugins build with
+ * -Wmissing-prototypes). */
+CGA_LAB_PLUGIN const cga_lab_plugin_t *cga_lab_plugin_entry(void);
+
 /* Adds a metric to out if there is room; returns 0, or -1 when full. Header-only helper. */
 static inline int cga_lab_metric(cga_lab_output_t *out, const char *name, double value) {
     if (out->nmetrics >= CGA_LAB_MAX_METRICS) return -1;
@@ -89,5 +99,9 @@ static inline int cga_lab_metric(cga_lab_output_t *out, const char *name, double
     m->value = value;
     return 0;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
