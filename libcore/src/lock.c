@@ -67,7 +67,7 @@ struct lock_op_s {
     enum op_kind kind;
     int linked;
     int renew_check; /* an attempt made while held: sent as a renewal, 0 means lost */
-    int deferred;    /* refused up front: completes from the kick timer with status */
+    int deferred;    /* refused up front: completes from the kick handle with status */
     int status;
     cga_lock_cb cb;
     void *arg;
@@ -94,7 +94,7 @@ struct cga_lock_s {
 
     uv_timer_t renew_timer; /* renewals while held; SET NX attempts while single */
     uv_timer_t retry_timer; /* campaign attempts */
-    uv_timer_t kick_timer;  /* completes ops refused up front, on the next loop turn */
+    uv_idle_t kick;         /* completes ops refused up front, on the next loop turn */
 
     int campaigning;
     int campaign_failing; /* the last campaign attempt failed (log a failing streak once) */
@@ -116,7 +116,7 @@ struct cga_lock_s {
 
 static void renew_tick(uv_timer_t *t);
 static void retry_tick(uv_timer_t *t);
-static void kick_tick(uv_timer_t *t);
+static void kick_cb(uv_idle_t *h);
 
 /* --- tokens ------------------------------------------------------------------------------- */
 
@@ -225,7 +225,7 @@ static int op_send(cga_lock_t *l, lock_op_t *op, cga_redis_script_t *script, int
     if (rc == CGA_OK) return 1;
     op->deferred = 1;
     op->status = rc;
-    if (!l->closing) uv_timer_start(&l->kick_timer, kick_tick, 0, 0);
+    if (!l->closing) uv_idle_start(&l->kick, kick_cb);
     return 0;
 }
 
@@ -268,6 +268,7 @@ static void arm_renewal(cga_lock_t *l) {
         uint64_t left = deadline > now ? deadline - now : 0;
         if (left < delay) delay = left;
     }
+    if (delay == 0) delay = 1; /* never a 0 ms timer re-armed from its own callback */
     uv_timer_start(&l->renew_timer, renew_tick, delay, 0);
 }
 
@@ -470,8 +471,12 @@ static void on_reply(int status, redisReply *reply, void *arg) {
     free(op);
 }
 
-static void kick_tick(uv_timer_t *t) {
-    cga_lock_t *l = t->data;
+/* An idle handle rather than a 0 ms timer: with libuv < 1.45 a 0 ms timer started from a timer
+ * callback runs again in the same pass, so a caller retrying from its callback would starve
+ * I/O. */
+static void kick_cb(uv_idle_t *h) {
+    cga_lock_t *l = h->data;
+    uv_idle_stop(h);
     /* Take this turn's deferred ops first: callbacks may defer new ones (for the next turn). */
     lock_op_t *batch = NULL;
     for (lock_op_t *op = l->ops, *next; op; op = next) {
@@ -556,8 +561,8 @@ int cga_lock_create(cga_lock_t **out, uv_loop_t *loop, cga_redis_t *redis, const
     /* Nothing can fail past this point: the timers need uv_close() to go away. */
     uv_timer_init(loop, &l->renew_timer);
     uv_timer_init(loop, &l->retry_timer);
-    uv_timer_init(loop, &l->kick_timer);
-    l->renew_timer.data = l->retry_timer.data = l->kick_timer.data = l;
+    uv_idle_init(loop, &l->kick);
+    l->renew_timer.data = l->retry_timer.data = l->kick.data = l;
     l->handles_open = 3;
     *out = l;
     return CGA_OK;
@@ -580,7 +585,7 @@ void cga_lock_close(cga_lock_t *l, void (*done)(void *arg), void *arg) {
     l->single = 0;
     uv_close((uv_handle_t *)&l->renew_timer, on_handle_closed);
     uv_close((uv_handle_t *)&l->retry_timer, on_handle_closed);
-    uv_close((uv_handle_t *)&l->kick_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&l->kick, on_handle_closed);
 }
 
 int cga_lock_acquire(cga_lock_t *l, cga_lock_cb cb, void *arg) {

@@ -23,6 +23,12 @@
 #define NS "cgalpha"
 
 static cga_test_redis_t srv;
+static pid_t main_pid;
+
+/* A failed assertion exits: stop the server then too (not from a forked child). */
+static void stop_server_at_exit(void) {
+    if (getpid() == main_pid) cga_test_redis_stop(&srv);
+}
 
 /* --- helpers ------------------------------------------------------------------------------ */
 
@@ -522,7 +528,9 @@ static void test_close_cancels_pending(void) {
 
 int main(void) {
     cga_log_set_process("test_lock");
+    main_pid = getpid();
     cga_test_redis_start(&srv, NULL);
+    atexit(stop_server_at_exit);
     CGA_RUN(test_mutual_exclusion_and_release);
     CGA_RUN(test_campaign_in_process);
     CGA_RUN(test_renewal_keeps_lock);

@@ -4,6 +4,7 @@
 #include <hiredis.h>
 #include <signal.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cgalpha/clock.h"
@@ -18,6 +19,12 @@
 #define CHANNEL_KEY NS ":channel:market_regime"
 
 static cga_test_redis_t srv;
+static pid_t main_pid;
+
+/* A failed assertion exits: stop the server then too (not from a forked child). */
+static void stop_server_at_exit(void) {
+    if (getpid() == main_pid) cga_test_redis_stop(&srv);
+}
 
 static void tick_cb(uv_timer_t *t) {
     (void)t;
@@ -245,7 +252,9 @@ static void test_resubscribe_after_restart(void) {
 
 int main(void) {
     cga_log_set_process("test_pubsub");
+    main_pid = getpid();
     cga_test_redis_start(&srv, NULL);
+    atexit(stop_server_at_exit);
     CGA_RUN(test_publish_subscribe_in_order);
     CGA_RUN(test_resubscribe_after_restart);
     cga_test_redis_stop(&srv);

@@ -2,6 +2,7 @@
 
 #include <hiredis.h>
 #include <stdint.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "cgalpha/clock.h"
@@ -16,6 +17,12 @@
 #define NS "cgalpha"
 
 static cga_test_redis_t srv;
+static pid_t main_pid;
+
+/* A failed assertion exits: stop the server then too (not from a forked child). */
+static void stop_server_at_exit(void) {
+    if (getpid() == main_pid) cga_test_redis_stop(&srv);
+}
 
 static void tick_cb(uv_timer_t *t) {
     (void)t;
@@ -313,7 +320,9 @@ static void test_scan(void) {
 
 int main(void) {
     cga_log_set_process("test_state");
+    main_pid = getpid();
     cga_test_redis_start(&srv, NULL);
+    atexit(stop_server_at_exit);
     CGA_RUN(test_round_trip_ttl_and_misses);
     CGA_RUN(test_expiry);
     CGA_RUN(test_scan);
