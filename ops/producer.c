@@ -273,8 +273,7 @@ static void pump(ops_producer_t *p) {
         }
         if (p->level == CGA_LEVEL_YELLOW && p->o.bar_rate == 0 && p->since_pause >= p->o.batch) {
             p->since_pause = 0;
-            cga_queue_flush(p->q);
-            schedule(p, YELLOW_PAUSE_MS);
+            schedule(p, YELLOW_PAUSE_MS); /* the partial entry leaves by its linger */
             return;
         }
         if (p->poll_failed) ops_source_readable(p->o.source);
