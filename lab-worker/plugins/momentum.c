@@ -13,7 +13,8 @@
  *
  *   z >  1.5   bull      confidence min(1, z / 3)       0.5 at the threshold, 1 from |z| = 3
  *   z < -1.5   bear      confidence min(1, -z / 3)
- *   else       sideways  confidence 1 - |z| / 3         1 at z = 0, 0.5 at the threshold
+ *   else       sideways  confidence 0.4 * (1 - |z| / 3) 0.4 at z = 0, 0.2 at the threshold
+ *   (a sideways vote is weak for the reason given in trend.c: no drift is also turbulence)
  *
  * In the synthetic market a 32-bar bull/bear window (|mu| = 0.003, sigma = 0.006) has an
  * expected |z| of about 2.5; a driftless one has |z| < 1.5 about 87% of the time.
@@ -141,7 +142,7 @@ static int momentum_analyze(void *state, const cga_lab_input_t *in, cga_lab_outp
         out->confidence = fmin(1.0, -z / (2 * th));
     } else {
         out->regime = CGA_REGIME_SIDEWAYS;
-        out->confidence = 1.0 - fabs(z) / (2 * th);
+        out->confidence = 0.4 * (1.0 - fabs(z) / (2 * th));
     }
     cga_lab_metric(out, "total_ret", total);
     cga_lab_metric(out, "sigma", sigma);

@@ -6,12 +6,15 @@
  *
  *   t >  2   bull      confidence min(1, t / 4)       0.5 at the threshold, 1 from |t| = 4
  *   t < -2   bear      confidence min(1, -t / 4)
- *   else     sideways  confidence 1 - |t| / 4         1 at t = 0, 0.5 at the threshold
+ *   else     sideways  confidence 0.4 * (1 - |t| / 4)  0.4 at t = 0, 0.2 at the threshold
  *
  * In the synthetic market (bull/bear: |mu| = 0.003, sigma = 0.006 per bar) a 32-bar window has
  * an expected |t| of 0.5 * sqrt(31) = 2.8: it votes the right direction about 3 times in 4 and
  * sideways otherwise. Without drift (sideways, turbulent) |t| < 2 about 95% of the time, so
  * trend votes sideways in a turbulent market too: telling turbulence apart is volatility's job.
+ * That is why a sideways vote is weak (at most 0.4): "no drift seen" is also what a turbulent
+ * window looks like, and two weak sideways votes must not outweigh one confident turbulent
+ * vote when nexus sums the confidences.
  *
  * A window whose returns are all equal has s = 0; t is then taken as +-1000 (0 if m = 0), and
  * |t| is capped at 1000 in any case so that the metric stays finite.
@@ -29,6 +32,7 @@
 
 #define T_THRESHOLD 2.0
 #define T_FULL 4.0 /* |t| at which confidence reaches 1 */
+#define SIDEWAYS_WEIGHT 0.4 /* the most a "no drift" vote weighs (see above) */
 #define T_CAP 1000.0
 
 /* Checks the window; returns 0 or -1 with out->error set. */
@@ -81,7 +85,7 @@ static int trend_analyze(void *state, const cga_lab_input_t *in, cga_lab_output_
         out->confidence = fmin(1.0, -t / T_FULL);
     } else {
         out->regime = CGA_REGIME_SIDEWAYS;
-        out->confidence = 1.0 - fabs(t) / T_FULL;
+        out->confidence = SIDEWAYS_WEIGHT * (1.0 - fabs(t) / T_FULL);
     }
     cga_lab_metric(out, "mean_ret", mean);
     cga_lab_metric(out, "stdev_ret", sd);
