@@ -394,7 +394,7 @@ int cga_app_wait_connected(cga_app_t *a, unsigned timeout_ms) {
         a->waiting = 1;
         a->wait_done = 0;
         a->wait_rc = CGA_ETIMEDOUT;
-        uv_timer_start(&a->wait_timer, on_wait_timeout, timeout_ms, 0);
+        if (timeout_ms > 0) uv_timer_start(&a->wait_timer, on_wait_timeout, timeout_ms, 0);
         while (!a->wait_done) uv_run(a->loop, UV_RUN_ONCE);
         uv_timer_stop(&a->wait_timer);
         a->waiting = 0;

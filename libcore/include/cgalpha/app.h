@@ -58,7 +58,9 @@ CGA_EXTERN struct cga_redis_s *cga_app_redis_sub(cga_app_t *a);
 /* Runs the loop until Redis is connected (CGA_OK), or a connect attempt fails with an error
  * that waiting will not fix (CGA_EAUTH, CGA_ESELECT), or timeout_ms pass (the last error, or
  * CGA_ETIMEDOUT), or SIGINT/SIGTERM arrives or cga_app_stop is called (CGA_ECANCELED).
- * Logs the outcome in one line, without secrets. */
+ * timeout_ms 0 waits without a limit: long-running services treat Redis absent at start like
+ * any other outage and start working when it answers. Logs the outcome in one line, without
+ * secrets. */
 CGA_EXTERN int cga_app_wait_connected(cga_app_t *a, unsigned timeout_ms);
 
 /* The exit code for an error from cga_app_wait_connected or a Redis call: CGA_OK and
