@@ -166,7 +166,7 @@ static void test_publish_subscribe_in_order(void) {
     CGA_ASSERT_EQ(in.lens[0], 0);
     inbox_free(&in);
 
-    /* Freed: no more deliveries (the connection itself stays subscribed until closed). */
+    /* Freed: no more deliveries, and the connection unsubscribed. */
     cga_pubsub_free(p);
     pub_res_t after = {0};
     CGA_ASSERT_OK(cga_pubsub_publish(pub_only, "market_regime", "late", 4, on_published, &after));
@@ -174,8 +174,55 @@ static void test_publish_subscribe_in_order(void) {
     CGA_ASSERT_OK(after.status);
     RUN_FOR(&loop, 100);
     CGA_ASSERT_EQ(in.n, 0);
+    RUN_UNTIL(&loop, numsub(c) == 0, 3000);
+    CGA_ASSERT_EQ(numsub(c), 0);
 
     cga_pubsub_free(pub_only);
+    close_redis(&loop, sub);
+    close_redis(&loop, cmd);
+    redisFree(c);
+    finish_loop(&loop);
+}
+
+typedef struct {
+    cga_pubsub_t *p;
+    int got;
+} self_free_t;
+
+static void on_message_free_self(const char *data, size_t len, void *arg) {
+    self_free_t *sf = arg;
+    sf->got++;
+    cga_pubsub_free(sf->p);
+    sf->p = NULL;
+}
+
+static void test_two_subscribers_free_in_callback(void) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    redisContext *c = cga_test_redis_connect(&srv, NULL);
+    cga_redis_t *cmd = connect_redis(&loop), *sub = connect_redis(&loop);
+    cga_pubsub_t *p1, *p2;
+    CGA_ASSERT_OK(cga_pubsub_create(&p1, cmd, sub, NS));
+    CGA_ASSERT_OK(cga_pubsub_create(&p2, cmd, sub, NS));
+    cga_pubsub_t *bad = NULL;
+    CGA_ASSERT_EQ(cga_pubsub_create(&bad, cmd, cmd, NS), CGA_EINVAL);
+    CGA_ASSERT_EQ(cga_pubsub_create(&bad, cmd, sub, "bad ns"), CGA_EINVAL);
+    CGA_ASSERT(bad == NULL);
+    self_free_t sf = {p1, 0};
+    inbox_t in = {0};
+    CGA_ASSERT_OK(cga_pubsub_subscribe(p1, "market_regime", on_message_free_self, &sf));
+    CGA_ASSERT_OK(cga_pubsub_subscribe(p2, "market_regime", on_message, &in));
+    RUN_UNTIL(&loop, numsub(c) == 1, 3000);
+    CGA_ASSERT_EQ(numsub(c), 1); /* one connection, subscribed once */
+    for (int i = 0; i < 3; i++)
+        CGA_ASSERT_OK(cga_pubsub_publish(p2, "market_regime", "x", 1, NULL, NULL));
+    RUN_UNTIL(&loop, in.n == 3, 3000);
+    CGA_ASSERT_EQ(in.n, 3);  /* every subscription gets every message ... */
+    CGA_ASSERT_EQ(sf.got, 1); /* ... until it is freed */
+    inbox_free(&in);
+    cga_pubsub_free(p2);
+    RUN_UNTIL(&loop, numsub(c) == 0, 3000);
+    CGA_ASSERT_EQ(numsub(c), 0);
     close_redis(&loop, sub);
     close_redis(&loop, cmd);
     redisFree(c);
@@ -256,6 +303,7 @@ int main(void) {
     cga_test_redis_start(&srv, NULL);
     atexit(stop_server_at_exit);
     CGA_RUN(test_publish_subscribe_in_order);
+    CGA_RUN(test_two_subscribers_free_in_callback);
     CGA_RUN(test_resubscribe_after_restart);
     cga_test_redis_stop(&srv);
     fprintf(stderr, "OK\n");

@@ -17,8 +17,9 @@ typedef struct cga_pubsub_s cga_pubsub_t;
  * publisher only. Both borrowed. */
 CGA_EXTERN int cga_pubsub_create(cga_pubsub_t **out, struct cga_redis_s *cmd,
                                  struct cga_redis_s *sub, const char *ns);
-/* Frees p (NULL is a no-op): its subscriptions stop delivering at once (the sub connection
- * stays subscribed until it is closed); publishes in flight still run their callbacks. */
+/* Frees p (NULL is a no-op): its subscriptions end at once (cga_redis_unsubscribe(), so free p
+ * before closing the sub connection); publishes in flight still run their callbacks. May be
+ * called from inside a message callback. */
 CGA_EXTERN void cga_pubsub_free(cga_pubsub_t *p);
 
 /* PUBLISH <ns>:channel:<channel> data; cb gets the number of receivers (may be NULL). The
