@@ -41,8 +41,9 @@ CGA_EXTERN int cga_lock_create(cga_lock_t **out, struct uv_loop_s *loop, struct 
 /* Stops the campaign and renewals, releases the lock if held (best effort: close waits for
  * that reply, at most the connection's command timeout), closes the timers and frees; the
  * callbacks of attempts still in flight run with CGA_ECANCELED, then done(arg) (may be NULL).
- * The lost callback is not called during or after close. Close the lock before its redis
- * connection. NULL is a no-op. */
+ * The lost callback is not called during or after close. Close the redis connection only
+ * after done ran: closing it earlier cancels the release (the key then stays until its ttl
+ * ends, and a standby waits that long). NULL is a no-op. */
 CGA_EXTERN void cga_lock_close(cga_lock_t *l, void (*done)(void *arg), void *arg);
 
 /* acquired = 1 when this process now holds the lock, 0 when another holds it or Redis could not
