@@ -194,7 +194,8 @@ static void campaign(prod_t *p) {
     if (retry < 100) retry = 100;
     if (retry > 1000) retry = 1000;
     int rc = cga_lock_campaign(p->lock, retry, on_campaign, p);
-    if (rc < 0 && rc != CGA_EEXIST) CGA_LOG(CGA_LOG_ERROR, rc, "cannot campaign for %s", p->lockkey);
+    if (rc < 0 && rc != CGA_EEXIST)
+        CGA_LOG(CGA_LOG_ERROR, rc, "cannot campaign for %s", p->lockkey);
 }
 
 static void on_campaign(int status, int acquired, void *arg) {

@@ -42,7 +42,8 @@ grep -Eq "^SYN1 +290 +$bull +10 +1 " "$T_DIR/a.txt" || fail "SYN1: $(cat "$T_DIR
 grep -Eq "^overall +590 +$((300 + bull)) +10 +$((seq + 1)) " "$T_DIR/a.txt" || fail "overall"
 grep -q "does not decode" "$T_DIR/a.err" || fail "the garbage entry is not reported"
 
-"$OPS" accuracy --truth "$T_DIR/truth.csv" --json >"$T_DIR/a.json" 2>/dev/null || fail "json: exit $?"
+"$OPS" accuracy --truth "$T_DIR/truth.csv" --json >"$T_DIR/a.json" 2>/dev/null ||
+    fail "json: exit $?"
 json_ok "$T_DIR/a.json" || fail "not JSON"
 if has_python; then
     [ "$(json_get "$T_DIR/a.json" "d['symbols'][0]['accuracy']")" = 1.0 ] || fail "json SYN0"

@@ -42,13 +42,14 @@ done
 
 step "JSON lines on stdin (a pipe), with one bad line"
 jsonl() {
-    local line sym t o h l c v n=0
+    local sym t o h l c v n=0
     while IFS=, read -r sym t o h l c v; do
         n=$((n + 1))
         [ "$n" = 1 ] && continue
         sym=${sym//\"/}
-        printf '{"symbol":"%s","timestamp":%s,"open":%s,"high":%s,"low":%s,"close":%s,"volume":%s}\n' \
-            "$sym" "$t" "$o" "$h" "$l" "$c" "$v"
+        printf '{"symbol":"%s","timestamp":%s,"open":%s,' "$sym" "$t" "$o"
+        printf '"high":%s,"low":%s,' "$h" "$l"
+        printf '"close":%s,"volume":%s}\n' "$c" "$v"
         [ "$n" = 11 ] && printf '{"symbol":"AAA","timestamp":1,"nested":{"x":1}}\n'
     done <"$FIX/bars_good.csv"
 }

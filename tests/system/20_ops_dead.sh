@@ -9,7 +9,8 @@ DKEY=$QKEY:dead
 dead_task() {
     rcli EVAL "return redis.call('XADD', KEYS[1], '*',
         'm', cmsgpack.pack({{v=1, id=ARGV[1], lab='trend', sym='SYN0', ts=1,
-                             bars={{1704067200000, 1, 1, 1, 1, 1}, {1704067260000, 1, 1, 1, 1, 1}}}}),
+                             bars={{1704067200000, 1, 1, 1, 1, 1},
+                                   {1704067260000, 1, 1, 1, 1, 1}}}}),
         'reason', ARGV[2], 'src', '1700000000000-7', 'deliveries', '5', 'ts', '1700000000000')" \
         1 "$DKEY" "$1" "$2"
 }

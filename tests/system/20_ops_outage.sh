@@ -10,7 +10,8 @@ start_redis --appendonly yes --appendfsync always
 # BREAKER_OPEN_MS short: connect failures while Redis restarts open the breaker, which would
 # otherwise hold the reconnect for its default 30 s.
 WANT=72
-REDIS_COMMAND_TIMEOUT_MS=300 BREAKER_OPEN_MS=500 "$OPS" run --symbols 2 --bars 600 --bar-rate 150 --labs trend \
+REDIS_COMMAND_TIMEOUT_MS=300 BREAKER_OPEN_MS=500 \
+    "$OPS" run --symbols 2 --bars 600 --bar-rate 150 --labs trend \
     --exit-when-done --lock-ttl-ms 30000 >"$T_DIR/run.log" 2>&1 &
 P=$!
 PIDS+=($P)

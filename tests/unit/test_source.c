@@ -237,7 +237,8 @@ static void test_csv_file(void) {
     memset(big, 'x', sizeof big);
     memset(huge, 'y', sizeof huge);
     size_t n = 0;
-    n += (size_t)sprintf(content + n, "\xEF\xBB\xBFsymbol,timestamp,open,high,low,close,volume\r\n");
+    n += (size_t)sprintf(content + n,
+                         "\xEF\xBB\xBFsymbol,timestamp,open,high,low,close,volume\r\n");
     n += (size_t)sprintf(content + n, "A,1,1,1,1,1,1\r\n");          /* line 2 */
     n += (size_t)sprintf(content + n, "\n");                         /* line 3: blank */
     n += (size_t)sprintf(content + n, "B,1,1,1,1,1\n");              /* line 4: bad */
@@ -306,11 +307,13 @@ static void test_csv_file(void) {
 
 static void test_jsonl_file(void) {
     const char *content =
-        "{\"symbol\":\"A\",\"timestamp\":1,\"open\":1,\"high\":1,\"low\":1,\"close\":1,\"volume\":1}\n"
+        "{\"symbol\":\"A\",\"timestamp\":1,\"open\":1,\"high\":1,\"low\":1,\"close\":1,"
+        "\"volume\":1}\n"
         "   \n"
         "{\"symbol\":\"B\"\n"
         "not json\n"
-        "{\"symbol\":\"C\",\"timestamp\":1,\"open\":1,\"high\":1,\"low\":1,\"close\":1,\"volume\":1}\n";
+        "{\"symbol\":\"C\",\"timestamp\":1,\"open\":1,\"high\":1,\"low\":1,\"close\":1,"
+        "\"volume\":1}\n";
     char *path = write_file("a.jsonl", content, strlen(content));
     char spec[160];
     snprintf(spec, sizeof spec, "jsonl:%s", path);
