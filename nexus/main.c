@@ -577,14 +577,27 @@ static int setup(nexus_t *nx) {
     return CGA_OK;
 }
 
+static void on_closed(void *arg) { (*(unsigned *)arg)++; }
+
+/* Releases the lock (so that a standby takes over at once, not after the TTL) and closes the
+ * queue, running the loop until both are done, before the app closes the connection. */
 static void teardown(nexus_t *nx) {
+    unsigned closed = 0, closing = 0;
     if (nx->loop) {
         uv_close((uv_handle_t *)&nx->retry, NULL);
         uv_close((uv_handle_t *)&nx->refresh, NULL);
         uv_close((uv_handle_t *)&nx->grace, NULL);
     }
-    if (nx->lock) cga_lock_close(nx->lock, NULL, NULL); /* releases it if held */
-    if (nx->reports) cga_queue_close(nx->reports, NULL, NULL);
+    if (nx->lock) {
+        closing++;
+        cga_lock_close(nx->lock, on_closed, &closed);
+    }
+    if (nx->reports) {
+        closing++;
+        cga_queue_close(nx->reports, on_closed, &closed);
+    }
+    while (closed < closing && uv_run(nx->loop, UV_RUN_ONCE)) {
+    }
     cga_state_free(nx->state);
     cga_proto_reader_free(nx->reader);
     cga_proto_writer_free(nx->writer);
