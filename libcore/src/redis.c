@@ -2,8 +2,10 @@
 
 #include "cgalpha/redis.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +104,7 @@ struct sub_s {
 
 enum conn_state {
     ST_DOWN,       /* no context; r->timer schedules the next attempt */
+    ST_RESOLVING,  /* uv_getaddrinfo of the host name; r->timer is the connect deadline */
     ST_CONNECTING, /* context created, waiting for onConnect; r->timer is the connect deadline */
     ST_HANDSHAKE,  /* AUTH/SELECT/SETNAME/SCRIPT LOAD written, waiting for their replies */
     ST_READY,      /* commands flow */
@@ -153,13 +156,21 @@ struct cga_redis_s {
     char errtext[ERRTEXT_MAX]; /* Redis' own words for a refused handshake, for the log */
     uint32_t rng;
     cga_redis_stats_t stats;
-    int open_handles; /* our timers not yet closed */
-    int open_polls;   /* poll handles of hiredis contexts not yet closed */
+    int numeric_host;      /* host is an IP address: no resolution */
+    uv_getaddrinfo_t *gai; /* resolution of this attempt, or NULL */
+    int open_handles;      /* our timers not yet closed */
+    int open_polls;        /* poll handles of hiredis contexts not yet closed */
+    int open_reqs;         /* uv_getaddrinfo requests whose callback has not run */
     void (*done)(void *);
     void *done_arg;
 };
 
 static void release(cga_redis_t *r);
+
+/* Frees r (and calls done) once closing and the last handle and request are gone. */
+static void maybe_release(cga_redis_t *r) {
+    if (r->closing && !r->open_handles && !r->open_polls && !r->open_reqs) release(r);
+}
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *privdata);
@@ -418,7 +429,7 @@ static void ev_closed(uv_handle_t *h) {
     cga_redis_t *r = p->r;
     free(p);
     r->open_polls--;
-    if (r->closing && r->open_polls == 0 && r->open_handles == 0) release(r);
+    maybe_release(r);
 }
 
 /* hiredis is freeing the context: close the poll handle (once). */
@@ -792,15 +803,10 @@ static void on_disconnect(const redisAsyncContext *cac, int status) {
     ac_gone(r, ac);
 }
 
-static void start_connect(cga_redis_t *r) {
-    uint64_t now = uv_now(r->loop);
-    if (!cga_breaker_allow(r->breaker, now)) { /* open: wait for half-open */
-        schedule_attempt(r);
-        return;
-    }
-    r->errtext[0] = '\0';
+/* Creates the hiredis context for the unix socket, or for ip (numeric) and the port. */
+static void connect_to(cga_redis_t *r, const char *ip) {
     redisAsyncContext *ac = r->unix_path ? redisAsyncConnectUnix(r->unix_path)
-                                         : redisAsyncConnect(r->host, r->o.port);
+                                         : redisAsyncConnect(ip, r->o.port);
     if (!ac) {
         attempt_failed(r, -ENOMEM);
         return;
@@ -823,13 +829,82 @@ static void start_connect(cga_redis_t *r) {
     r->state = ST_CONNECTING;
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+/* hiredis 0.14 resolves host names with a blocking getaddrinfo() on the loop thread (seconds
+ * when DNS is down, on every attempt); we resolve on libuv's thread pool and give hiredis the
+ * address. IPv4 first, as hiredis does. */
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+    cga_redis_t *r = req->data;
+    int current = req == r->gai;
+    if (current) r->gai = NULL;
+    char ip[64] = "";
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = status == 0 ? res : NULL; a && !pick; a = a->ai_next)
+        if (a->ai_family == AF_INET) pick = a;
+    for (const struct addrinfo *a = status == 0 ? res : NULL; a && !pick; a = a->ai_next)
+        if (a->ai_family == AF_INET6) pick = a;
+    if (pick && pick->ai_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)pick->ai_addr, ip, sizeof ip);
+    else if (pick)
+        uv_ip6_name((const struct sockaddr_in6 *)pick->ai_addr, ip, sizeof ip);
+    uv_freeaddrinfo(res);
+    free(req);
+    r->open_reqs--;
+    if (r->closing) {
+        maybe_release(r);
+        return;
+    }
+    if (!current || r->state != ST_RESOLVING) return; /* timed out meanwhile */
+    if (status < 0 || !ip[0]) {
+        attempt_failed(r, status < 0 ? status : UV_EAI_NODATA);
+        return;
+    }
+    CGA_LOG(CGA_LOG_DEBUG, 0, "%s is %s", r->host, ip);
+    connect_to(r, ip);
+}
+
+static void start_attempt(cga_redis_t *r) {
+    uint64_t now = uv_now(r->loop);
+    if (!cga_breaker_allow(r->breaker, now)) { /* open: wait for half-open */
+        schedule_attempt(r);
+        return;
+    }
+    r->errtext[0] = '\0';
+    /* one deadline for the whole attempt: resolution, connect and handshake */
     uv_timer_start(&r->timer, on_timer, r->o.connect_timeout_ms, 0);
+    if (r->unix_path || r->numeric_host) {
+        connect_to(r, r->host);
+        return;
+    }
+    uv_getaddrinfo_t *req = cga_malloc(sizeof *req);
+    req->data = r;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(r->loop, req, on_resolved, r->host, NULL, &hints);
+    if (rc < 0) {
+        free(req);
+        attempt_failed(r, rc);
+        return;
+    }
+    r->gai = req;
+    r->open_reqs++;
+    r->state = ST_RESOLVING;
 }
 
 static void on_timer(uv_timer_t *t) {
     cga_redis_t *r = t->data;
     switch (r->state) {
-    case ST_DOWN: start_connect(r); break;
+    case ST_DOWN: start_attempt(r); break;
+    case ST_RESOLVING:
+        uv_cancel((uv_req_t *)r->gai); /* its callback still runs, and is ignored */
+        r->gai = NULL;
+        snprintf(r->errtext, sizeof r->errtext, "name resolution took over %u ms",
+                 r->o.connect_timeout_ms);
+        attempt_failed(r, CGA_ETIMEDOUT);
+        break;
     case ST_CONNECTING:
     case ST_HANDSHAKE:
         /* not connected and ready within connect_timeout_ms (a stopped server accepts TCP in
@@ -976,9 +1051,15 @@ int cga_redis_create(cga_redis_t **out, uv_loop_t *loop, const cga_redis_opts_t 
     r->o.password = r->password;
     r->o.client_name = r->client_name;
     if (r->password) cga_log_add_secret(r->password);
-    if (r->unix_path) snprintf(r->where, sizeof r->where, "unix:%s", r->unix_path);
-    else if (strchr(r->host, ':')) snprintf(r->where, sizeof r->where, "[%s]:%d", r->host, r->o.port);
-    else snprintf(r->where, sizeof r->where, "%s:%d", r->host, r->o.port);
+    if (r->unix_path)
+        snprintf(r->where, sizeof r->where, "unix:%s", r->unix_path);
+    else if (strchr(r->host, ':')) /* IPv6 */
+        snprintf(r->where, sizeof r->where, "[%s]:%d", r->host, r->o.port);
+    else
+        snprintf(r->where, sizeof r->where, "%s:%d", r->host, r->o.port);
+    unsigned char addr[sizeof(struct in6_addr)];
+    r->numeric_host =
+        inet_pton(AF_INET, r->host, addr) == 1 || inet_pton(AF_INET6, r->host, addr) == 1;
     r->rng = (uint32_t)(uv_hrtime() ^ ((uintptr_t)r >> 4) ^ ((uint32_t)getpid() * 2654435761u));
     if (!r->rng) r->rng = 0x9E3779B9u;
 
@@ -1045,7 +1126,8 @@ static void release(cga_redis_t *r) {
 
 static void on_handle_closed(uv_handle_t *h) {
     cga_redis_t *r = h->data;
-    if (--r->open_handles == 0 && r->open_polls == 0) release(r);
+    r->open_handles--;
+    maybe_release(r);
 }
 
 void cga_redis_close(cga_redis_t *r, void (*done)(void *arg), void *arg) {
@@ -1061,6 +1143,10 @@ void cga_redis_close(cga_redis_t *r, void (*done)(void *arg), void *arg) {
     redisAsyncContext *ac = r->ac;
     r->ac = NULL;
     if (ac) redisAsyncFree(ac); /* in-flight commands get CGA_ECANCELED */
+    if (r->gai) {
+        uv_cancel((uv_req_t *)r->gai); /* r is freed after its callback */
+        r->gai = NULL;
+    }
     uv_close((uv_handle_t *)&r->timer, on_handle_closed);
     uv_close((uv_handle_t *)&r->tick, on_handle_closed);
 }

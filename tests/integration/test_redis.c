@@ -525,7 +525,8 @@ static void test_close_from_callbacks(void) {
         c.r = connect_ready(&e, &o, &st);
         res_t rest[3] = {{0}};
         CGA_ASSERT_OK(cga_redis_command(c.r, 0, close_in_reply_cb, &c, "PING"));
-        for (int i = 0; i < 3; i++) CGA_ASSERT_OK(cga_redis_command(c.r, 0, res_cb, &rest[i], "PING"));
+        for (int i = 0; i < 3; i++)
+            CGA_ASSERT_OK(cga_redis_command(c.r, 0, res_cb, &rest[i], "PING"));
         CGA_ASSERT(run_until(&e, &c.done, 2000));
         CGA_ASSERT_EQ(c.done, 1);
         CGA_ASSERT_OK(c.res.status);
@@ -565,6 +566,20 @@ static void test_close_from_callbacks(void) {
         env_init(&e);
         cga_redis_t *r = NULL;
         CGA_ASSERT_OK(cga_redis_create(&r, &e.loop, &o));
+        uv_run(&e.loop, UV_RUN_NOWAIT); /* the attempt starts */
+        close_redis(&e, r);
+        env_close(&e);
+    }
+    /* while a host name is being resolved (on the thread pool) */
+    {
+        env_t e;
+        env_init(&e);
+        cga_redis_opts_t t;
+        cga_redis_opts_init(&t);
+        t.host = "localhost";
+        t.port = srv.port;
+        cga_redis_t *r = NULL;
+        CGA_ASSERT_OK(cga_redis_create(&r, &e.loop, &t));
         uv_run(&e.loop, UV_RUN_NOWAIT); /* the attempt starts */
         close_redis(&e, r);
         env_close(&e);
