@@ -19,9 +19,13 @@
  *     longer than queue_timeout_ms, or fail at once (CGA_REDIS_FAILFAST) with CGA_ENOTCONN;
  *   - commands already written when the connection drops fail with CGA_ECONNLOST: Redis may or
  *     may not have run them, and the caller decides whether a retry is safe;
- *   - every command has a deadline (command_timeout_ms, or the explicit one given); a command
- *     past its deadline fails with CGA_ETIMEDOUT and, because Redis answers in order, the
- *     connection is then treated as broken and reconnected;
+ *   - every command has a deadline (command_timeout_ms, or the explicit one given), counted from
+ *     the moment it is written (time spent in the queue is bounded by queue_timeout_ms); a
+ *     command past its deadline fails with CGA_ETIMEDOUT and, because Redis answers in order,
+ *     the connection is then treated as broken and reconnected (the commands written after it
+ *     fail with CGA_ECONNLOST). Deadlines are checked every 100 ms, on the oldest command only
+ *     (the ones behind it cannot be answered first), so a command fails between its deadline
+ *     and 100 ms later;
  *   - while the circuit breaker is open every call fails at once with CGA_EBREAKER.
  *
  * Circuit breaker (cga_redis_breaker(), see breaker.h), exactly:
@@ -40,6 +44,15 @@
  * Reconnects: attempt n (0-based, reset by every successful connect) waits
  * cga_backoff_delay_ms(backoff_base_ms, backoff_cap_ms, n, random), and at least until the
  * breaker turns half-open. The first attempt runs on the loop turn after cga_redis_create().
+ * An attempt (host name resolution on libuv's thread pool, connect, handshake) that is not
+ * ready within connect_timeout_ms fails with CGA_ETIMEDOUT. Connect errors come as codes whose
+ * cga_strerror() says what happened: -ECONNREFUSED, -ENOENT (no unix socket), UV_EAI_NONAME
+ * ("unknown node or service"), CGA_ETIMEDOUT, CGA_EAUTH, CGA_ESELECT, CGA_EREPLY (another
+ * error reply during the handshake, e.g. LOADING), ... While connected, a connection that
+ * dies is reported with CGA_ECONNLOST (or the errno of the failed read/write).
+ *
+ * The connection keeps its loop alive until cga_redis_close() (a socket or a retry timer is
+ * always active).
  *
  * Logging: INFO on every (re)connect; one WARN per lost connection or per series of failed
  * attempts (again if the reason changes); DEBUG for each further attempt. The password is
