@@ -66,8 +66,11 @@ typedef struct prod_s {
 } prod_t;
 
 int ops_connect(cga_app_t *a, const char *command) {
+    /* `run` is a service: Redis absent at start is an outage like any other, so it waits for
+     * it (a wrong password still ends it at once); the one-shot tools give up after the
+     * connect timeout. */
     int64_t t = cga_config_int(cga_app_config(a), "REDIS_CONNECT_TIMEOUT_MS");
-    int rc = cga_app_wait_connected(a, t > 0 ? (unsigned)t : 2000);
+    int rc = cga_app_wait_connected(a, strcmp(command, "run") == 0 ? 0 : (unsigned)t);
     if (rc == CGA_OK) return -1;
     int code = cga_app_exit_code(rc);
     if (rc == CGA_ECANCELED) return code;

@@ -79,7 +79,8 @@ static const cga_setting_t common_settings[] = {
     {"CGALPHA_LOG_LEVEL", "log-level", CGA_SET_STR, "info", "debug, info, warn, error or off", 0,
      0, 0, check_log_level},
     {"CGALPHA_SINGLE_INSTANCE", "single-instance", CGA_SET_BOOL, "false",
-     "refuse to start when another instance holds the role's lock", 0, 0, 0, NULL},
+     "a single process plays its role: when Redis is unreachable, locks count as held (no "
+     "standby can exist); default false: locks need Redis", 0, 0, 0, NULL},
 };
 
 const cga_setting_t *cga_config_common_settings(size_t *n) {
