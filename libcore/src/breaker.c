@@ -65,6 +65,12 @@ void cga_breaker_success(cga_breaker_t *b, uint64_t now_ms) {
     b->trial_taken = 0;
 }
 
+void cga_breaker_reset(cga_breaker_t *b) {
+    b->state = CGA_BREAKER_CLOSED;
+    b->failures = 0;
+    b->trial_taken = 0;
+}
+
 void cga_breaker_failure(cga_breaker_t *b, uint64_t now_ms) {
     advance(b, now_ms);
     switch (b->state) {

@@ -564,11 +564,8 @@ static void send_subscriptions(cga_redis_t *r) {
 /* ---------------------------------------------------------------- connection life */
 
 static void schedule_attempt(cga_redis_t *r) {
-    uint64_t now = uv_now(r->loop);
     uint64_t delay = cga_backoff_delay_ms(r->o.backoff_base_ms, r->o.backoff_cap_ms, r->attempt,
                                           rnd32(r));
-    uint64_t wait = cga_breaker_retry_in_ms(r->breaker, now);
-    if (wait > delay) delay = wait;
     r->state = ST_DOWN;
     uv_timer_start(&r->timer, on_timer, delay, 0);
 }
@@ -662,7 +659,7 @@ static void became_ready(cga_redis_t *r) {
     uint64_t now = uv_now(r->loop);
     uv_timer_stop(&r->timer);
     r->state = ST_READY;
-    cga_breaker_success(r->breaker, now);
+    cga_breaker_reset(r->breaker); /* a ready connection is proof enough, whatever the state */
     r->stats.connects++;
     r->last_error = 0;
     if (!r->ever_connected)
@@ -865,11 +862,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 }
 
 static void start_attempt(cga_redis_t *r) {
-    uint64_t now = uv_now(r->loop);
-    if (!cga_breaker_allow(r->breaker, now)) { /* open: wait for half-open */
-        schedule_attempt(r);
-        return;
-    }
     r->errtext[0] = '\0';
     /* one deadline for the whole attempt: resolution, connect and handshake */
     uv_timer_start(&r->timer, on_timer, r->o.connect_timeout_ms, 0);

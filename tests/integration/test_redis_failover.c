@@ -201,9 +201,9 @@ static void test_breaker(void) {
     cga_redis_opts_t o;
     opts_unix(&o, &srv);
     o.breaker_failures = 3;
-    o.breaker_open_ms = 500;
+    o.breaker_open_ms = 30000; /* the default: recovery must not wait for it */
     o.backoff_base_ms = 5;
-    o.backoff_cap_ms = 20;
+    o.backoff_cap_ms = 50;
     states_t st = {0};
     cga_redis_t *r = connect_ready(&e, &o, &st);
     cga_breaker_t *b = cga_redis_breaker(r);
@@ -215,35 +215,30 @@ static void test_breaker(void) {
 
     /* two refused attempts more open it; what waited fails with CGA_EBREAKER */
     CGA_ASSERT(run_until(&e, &queued.done, 2000));
-    uint64_t opened = cga_clock_mono_ms();
     CGA_ASSERT_EQ(queued.status, CGA_EBREAKER);
-    CGA_ASSERT_EQ(st.downs, 3);
+    CGA_ASSERT_OP(st.downs, >=, 3);
     CGA_ASSERT_EQ(cga_breaker_state(b, cga_clock_mono_ms()), CGA_BREAKER_OPEN);
     CGA_ASSERT_EQ(cga_breaker_trips(b), 1);
 
-    /* open: calls fail at once, callback not called; no attempt is made */
+    /* open: calls fail at once, callback not called; the reconnect attempts go on */
     res_t never = {0};
     CGA_ASSERT_EQ(cga_redis_command(r, 0, res_cb, &never, "PING"), CGA_EBREAKER);
     CGA_ASSERT_EQ(cga_redis_command(r, CGA_REDIS_FAILFAST, res_cb, &never, "PING"),
                   CGA_EBREAKER);
+    int downs = st.downs;
     run_for(&e, 300);
     CGA_ASSERT_EQ(never.done, 0);
-    CGA_ASSERT_EQ(st.downs, 3);
-
-    /* half-open: one trial attempt; it fails (server still down): open again */
-    CGA_ASSERT(run_until_ge(&e, &st.downs, 4, 1000));
-    CGA_ASSERT_OP(cga_clock_mono_ms() - opened, >=, 490);
-    CGA_ASSERT_EQ(cga_breaker_trips(b), 2);
+    CGA_ASSERT_OP(st.downs, >, downs);
     CGA_ASSERT_EQ(cga_breaker_state(b, cga_clock_mono_ms()), CGA_BREAKER_OPEN);
-    opened = cga_clock_mono_ms();
 
-    /* server back: the next trial connects and closes the breaker */
+    /* server back: the next attempt connects within the backoff cap and closes the breaker,
+     * long before breaker_open_ms */
+    uint64_t back = cga_clock_mono_ms();
     cga_test_redis_restart(&srv);
     CGA_ASSERT(run_until_ge(&e, &st.ups, 2, 2000));
-    CGA_ASSERT_OP(cga_clock_mono_ms() - opened, >=, 400);
-    CGA_ASSERT_EQ(st.downs, 4);
+    CGA_ASSERT_OP(cga_clock_mono_ms() - back, <, 1000);
     CGA_ASSERT_EQ(cga_breaker_state(b, cga_clock_mono_ms()), CGA_BREAKER_CLOSED);
-    CGA_ASSERT_EQ(cga_breaker_trips(b), 2);
+    CGA_ASSERT_EQ(cga_breaker_trips(b), 1);
     ping_ok(&e, r);
     close_redis(&e, r);
     env_close(&e);

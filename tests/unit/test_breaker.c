@@ -109,7 +109,25 @@ static void test_clock_backwards(void) {
     cga_breaker_free(b);
 }
 
+/* reset closes from any state (Redis: a ready connection proves it healthy). */
+static void test_reset(void) {
+    cga_breaker_t *b;
+    CGA_ASSERT_OK(cga_breaker_create(&b, 2, 1000));
+    cga_breaker_failure(b, 0);
+    cga_breaker_failure(b, 0);
+    CGA_ASSERT_EQ(cga_breaker_state(b, 10), CGA_BREAKER_OPEN);
+    CGA_ASSERT_EQ(cga_breaker_allow(b, 10), 0);
+    cga_breaker_reset(b);
+    CGA_ASSERT_EQ(cga_breaker_state(b, 10), CGA_BREAKER_CLOSED);
+    CGA_ASSERT_EQ(cga_breaker_allow(b, 10), 1);
+    cga_breaker_failure(b, 20); /* the count starts again from zero */
+    CGA_ASSERT_EQ(cga_breaker_state(b, 20), CGA_BREAKER_CLOSED);
+    CGA_ASSERT_EQ(cga_breaker_trips(b), 1);
+    cga_breaker_free(b);
+}
+
 int main(void) {
+    CGA_RUN(test_reset);
     CGA_RUN(test_create_validation);
     CGA_RUN(test_closed_counts_consecutive);
     CGA_RUN(test_full_cycle);

@@ -30,6 +30,10 @@ CGA_EXTERN int cga_breaker_allow(cga_breaker_t *b, uint64_t now_ms);
 CGA_EXTERN void cga_breaker_success(cga_breaker_t *b, uint64_t now_ms);
 CGA_EXTERN void cga_breaker_failure(cga_breaker_t *b, uint64_t now_ms);
 
+/* Closes the breaker whatever its state (the protected resource proved healthy by other
+ * means: for Redis, a connection that became ready). */
+CGA_EXTERN void cga_breaker_reset(cga_breaker_t *b);
+
 /* State at now_ms (OPEN turns HALF_OPEN once open_ms have passed). */
 CGA_EXTERN cga_breaker_state_t cga_breaker_state(cga_breaker_t *b, uint64_t now_ms);
 

@@ -32,18 +32,21 @@
  *   - failures: every failed connect attempt (refused, unknown host, connect_timeout_ms passed
  *     before the handshake finished, AUTH/SELECT refused, ...), every loss of a ready
  *     connection, and every command timeout (which drops the connection: counted once);
- *   - success: a connect whose handshake finished (the connection became ready). So the breaker
- *     is always CLOSED while connected, and breaker_failures consecutive failures open it;
- *   - while OPEN: cga_redis_command*() and cga_redis_evalsha() return CGA_EBREAKER at once (the
- *     callback is not called); commands that were waiting in the queue when it opened get their
- *     callback with CGA_EBREAKER; no connect attempt is made;
- *   - after breaker_open_ms it is HALF_OPEN: the next reconnect attempt is the single trial
- *     (commands issued meanwhile queue or fail fast as while disconnected). The trial connecting
- *     closes the breaker; the trial failing opens it again for breaker_open_ms.
+ *   - breaker_failures consecutive failures open it. While OPEN, cga_redis_command*() and
+ *     cga_redis_evalsha() return CGA_EBREAKER at once (the callback is not called); commands
+ *     that were waiting in the queue when it opened get their callback with CGA_EBREAKER;
+ *   - after breaker_open_ms it is HALF_OPEN: commands issued while still disconnected queue or
+ *     fail fast as usual;
+ *   - a connect whose handshake finished (the connection became ready) closes it at once,
+ *     from any state: the breaker is always CLOSED while connected.
+ *   The breaker protects the callers (they fail fast instead of waiting on a dead Redis); it
+ *   does not hold back the reconnect attempts, which go on at the backoff schedule while it is
+ *   open. A classic breaker that also gated the probes would notice a Redis that came back only
+ *   after breaker_open_ms (30 s by default), and consumers must resume within seconds.
  *
  * Reconnects: attempt n (0-based, reset by every successful connect) waits
- * cga_backoff_delay_ms(backoff_base_ms, backoff_cap_ms, n, random), and at least until the
- * breaker turns half-open. The first attempt runs on the loop turn after cga_redis_create().
+ * cga_backoff_delay_ms(backoff_base_ms, backoff_cap_ms, n, random). The first attempt runs on
+ * the loop turn after cga_redis_create().
  * An attempt (host name resolution on libuv's thread pool, connect, handshake) that is not
  * ready within connect_timeout_ms fails with CGA_ETIMEDOUT. Connect errors come as codes whose
  * cga_strerror() says what happened: -ECONNREFUSED, -ENOENT (no unix socket), UV_EAI_NONAME
