@@ -26,6 +26,13 @@ static cga_test_redis_t srv;
 static cga_redis_t *redis;
 static redisContext *sc; /* blocking connection for assertions */
 static cga_proto_reader_t *reader;
+static cga_test_redis_t *down_srv; /* the second server of the Redis-down test, while it runs */
+
+/* A failed assertion exits: do not leave the servers running. */
+static void stop_servers(void) {
+    if (down_srv) cga_test_redis_stop(down_srv);
+    cga_test_redis_stop(&srv);
+}
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
@@ -865,8 +872,9 @@ static void on_redis_closed(void *arg) {
 }
 
 static void test_sent_failure_when_redis_down(void) {
-    cga_test_redis_t s2;
+    static cga_test_redis_t s2;
     cga_test_redis_start(&s2, NULL);
+    down_srv = &s2;
     cga_redis_opts_t ro;
     cga_redis_opts_init(&ro);
     ro.unix_path = s2.sock;
@@ -946,6 +954,7 @@ static void test_sent_failure_when_redis_down(void) {
     cga_redis_close(r2, on_redis_closed, &rclosed);
     WAIT_FOR(rclosed == 1, 5000);
     cga_test_redis_stop(&s2);
+    down_srv = NULL;
 }
 
 static void test_bad_arguments(void) {
@@ -971,6 +980,7 @@ int main(void) {
     CGA_ASSERT_OK(uv_loop_init(&loop));
     uv_timer_init(&loop, &guard);
     cga_test_redis_start(&srv, NULL);
+    atexit(stop_servers);
     sc = cga_test_redis_connect(&srv, NULL);
     CGA_ASSERT_OK(cga_proto_reader_create(&reader, NULL));
     cga_redis_opts_t ro;
