@@ -61,6 +61,8 @@ static const cga_setting_t nexus_settings[] = {
                 "on SIGTERM, how long to finish the batch in hand before exiting"),
     {.env = "NEXUS_ID", .flag = "id", .type = CGA_SET_STR,
      .help = "consumer name (default: host-pid-random)"},
+    {.env = "NEXUS_METRICS_FILE", .flag = "metrics-file", .type = CGA_SET_STR,
+     .help = "write the metrics (Prometheus text) to this file every second and at exit"},
 };
 
 typedef enum { ST_STANDBY, ST_LOADING, ST_ACTIVE, ST_STOPPING } nx_state_t;
@@ -105,6 +107,9 @@ typedef struct nexus_s {
     uv_timer_t retry;      /* next loop step after an error */
     uv_timer_t refresh;    /* keeps regime state keys alive */
     uv_timer_t grace;      /* bounds shutdown */
+    uv_timer_t metrics_tick; /* writes metrics_file */
+    const char *metrics_file;
+    int metrics_file_failed;
     unsigned retry_ms;
     int busy;              /* a claim, reclaim or commit is outstanding */
     int dead_pending;      /* dead-letter calls outstanding */
@@ -489,6 +494,16 @@ static void on_refresh(uv_timer_t *t) {
     if (nx->st == ST_ACTIVE) nx_fold_each(nx->fold, refresh_one, nx);
 }
 
+static void write_metrics(nexus_t *nx) {
+    if (!nx->metrics_file) return;
+    int rc = cga_metrics_write_file(nx->metrics, nx->metrics_file);
+    if (rc != CGA_OK && !nx->metrics_file_failed)
+        CGA_LOG(CGA_LOG_WARN, rc, "cannot write the metrics file %s", nx->metrics_file);
+    nx->metrics_file_failed = rc != CGA_OK;
+}
+
+static void on_metrics_tick(uv_timer_t *t) { write_metrics(t->data); }
+
 /* ---- shutdown -------------------------------------------------------------------------- */
 
 static void finish_if_idle(nexus_t *nx) {
@@ -533,6 +548,13 @@ static int setup(nexus_t *nx) {
     nx->lease_ms = (unsigned)cga_config_int(cfg, "NEXUS_LEASE_MS");
     nx->grace_ms = (unsigned)cga_config_int(cfg, "NEXUS_GRACE_MS");
     nx->regime_log_max = (unsigned)cga_config_int(cfg, "NEXUS_REGIME_LOG_MAX");
+    nx->metrics_file = cga_config_str(cfg, "NEXUS_METRICS_FILE");
+    uv_timer_init(nx->loop, &nx->retry);
+    uv_timer_init(nx->loop, &nx->refresh);
+    uv_timer_init(nx->loop, &nx->grace);
+    uv_timer_init(nx->loop, &nx->metrics_tick);
+    nx->retry.data = nx->refresh.data = nx->grace.data = nx->metrics_tick.data = nx;
+    uv_unref((uv_handle_t *)&nx->grace);
     cga_key(nx->log_key, sizeof nx->log_key, nx->ns, CGA_KIND_STATE, "regime_log", NULL);
     cga_key(nx->channel_key, sizeof nx->channel_key, nx->ns, CGA_KIND_CHANNEL,
             CGA_CHANNEL_REGIME, NULL);
@@ -569,11 +591,10 @@ static int setup(nexus_t *nx) {
     nx->m_latency = cga_metrics_histogram(nx->metrics, "cgalpha_task_latency_seconds",
                                           "Task enqueue to report folded by nexus", NULL, NULL, 0);
     cga_lock_on_lost(nx->lock, on_lost, nx);
-    uv_timer_init(nx->loop, &nx->retry);
-    uv_timer_init(nx->loop, &nx->refresh);
-    uv_timer_init(nx->loop, &nx->grace);
-    nx->retry.data = nx->refresh.data = nx->grace.data = nx;
-    uv_unref((uv_handle_t *)&nx->grace);
+    if (nx->metrics_file) {
+        uv_timer_start(&nx->metrics_tick, on_metrics_tick, 1000, 1000);
+        uv_unref((uv_handle_t *)&nx->metrics_tick);
+    }
     return CGA_OK;
 }
 
@@ -587,7 +608,9 @@ static void teardown(nexus_t *nx) {
         uv_close((uv_handle_t *)&nx->retry, NULL);
         uv_close((uv_handle_t *)&nx->refresh, NULL);
         uv_close((uv_handle_t *)&nx->grace, NULL);
+        uv_close((uv_handle_t *)&nx->metrics_tick, NULL);
     }
+    if (nx->metrics) write_metrics(nx);
     if (nx->lock) {
         closing++;
         cga_lock_close(nx->lock, on_closed, &closed);

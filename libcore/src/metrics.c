@@ -1,5 +1,6 @@
 #include "cgalpha/metrics.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cgalpha/alloc.h"
 #include "cgalpha/err.h"
@@ -516,4 +518,29 @@ int cga_metrics_render(cga_metrics_t *m, char **out, size_t *len) {
     *out = b.p;
     if (len) *len = b.len;
     return CGA_OK;
+}
+
+static int errno_rc(void) { return errno ? -errno : CGA_EINVAL; }
+
+int cga_metrics_write_file(cga_metrics_t *m, const char *path) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = cga_metrics_render(m, &text, &len);
+    if (rc != CGA_OK) return rc;
+    size_t n = strlen(path) + 5;
+    char *tmp = cga_malloc(n);
+    snprintf(tmp, n, "%s.tmp", path);
+    errno = 0;
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        rc = errno_rc();
+    } else {
+        if (fwrite(text, 1, len, f) != len) rc = errno_rc();
+        if (fclose(f) != 0 && rc == CGA_OK) rc = errno_rc();
+        if (rc == CGA_OK && rename(tmp, path) != 0) rc = errno_rc();
+        if (rc != CGA_OK) unlink(tmp);
+    }
+    free(tmp);
+    free(text);
+    return rc;
 }

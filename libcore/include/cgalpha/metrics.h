@@ -52,6 +52,10 @@ CGA_EXTERN double cga_histogram_quantile(const cga_histogram_t *h, double q);
  * _count). Returns an owned NUL-terminated string in *out (free()) and its length. */
 CGA_EXTERN int cga_metrics_render(cga_metrics_t *m, char **out, size_t *len);
 
+/* Renders the metrics into path atomically (written to path.tmp, then renamed), so that a
+ * reader never sees half a file. Returns CGA_OK or a negative errno. */
+CGA_EXTERN int cga_metrics_write_file(cga_metrics_t *m, const char *path);
+
 /* Appends name="value" to the label list in buf (capacity n, NUL-terminated; start with ""),
  * after a comma when buf is not empty, escaping \\, " and newline in value as the exposition
  * format requires. name: [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__". Returns CGA_OK,
