@@ -137,22 +137,40 @@ static int fail_text(cga_buffer_t *b, int kind, const char *fmt, ...) {
     return CGA_EBUFFER;
 }
 
+/* The operation of an extended I/O error code, for the message. */
+static const char *io_op(int ext) {
+    switch (ext) {
+    case SQLITE_IOERR_READ: case SQLITE_IOERR_SHORT_READ: return "read";
+    case SQLITE_IOERR_WRITE: return "write";
+    case SQLITE_IOERR_FSYNC: case SQLITE_IOERR_DIR_FSYNC: return "fsync";
+    case SQLITE_IOERR_TRUNCATE: return "truncate";
+    case SQLITE_IOERR_FSTAT: return "fstat";
+    case SQLITE_IOERR_LOCK: case SQLITE_IOERR_UNLOCK: case SQLITE_IOERR_RDLOCK: return "lock";
+    case SQLITE_IOERR_SHMOPEN: case SQLITE_IOERR_SHMSIZE: case SQLITE_IOERR_SHMMAP: return "shm";
+    default: return NULL;
+    }
+}
+
 /* Records the database's last error (rc is the failing call's result). */
 static int fail_db(cga_buffer_t *b, int rc, const char *what) {
+    int saved_errno = errno; /* what SQLite's unix VFS itself reports as "the last error" */
     char detail[384];
     int kind = kind_of(rc);
     const char *msg = b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc);
     int sys = b->db ? sqlite3_system_errno(b->db) : 0;
+    /* SQLite 3.40 records the errno for errors of open, not always for I/O errors of a step. */
+    if (!sys && kind == CGA_BUFFER_EIO) sys = saved_errno;
     size_t n = (size_t)snprintf(detail, sizeof detail, "%s", msg);
+    const char *op = kind == CGA_BUFFER_EIO ? io_op(rc) : NULL;
+    if (op && n < sizeof detail) n += (size_t)snprintf(detail + n, sizeof detail - n, ": %s", op);
     if (sys && (kind == CGA_BUFFER_EIO || kind == CGA_BUFFER_ECANTOPEN ||
-                kind == CGA_BUFFER_EFULL || kind == CGA_BUFFER_EREADONLY) && n < sizeof detail)
-        snprintf(detail + n, sizeof detail - n, ": %s", strerror(sys));
+                kind == CGA_BUFFER_EREADONLY) && n < sizeof detail)
+        n += (size_t)snprintf(detail + n, sizeof detail - n, ": %s", strerror(sys));
     if (kind == CGA_BUFFER_EBUSY && n < sizeof detail)
-        snprintf(detail + n, sizeof detail - n, " for more than %u ms", b->o.busy_timeout_ms);
-    if (kind == CGA_BUFFER_EFULL && b->o.max_bytes && n < sizeof detail) {
-        n = strlen(detail);
+        n += (size_t)snprintf(detail + n, sizeof detail - n, " for more than %u ms",
+                              b->o.busy_timeout_ms);
+    if (kind == CGA_BUFFER_EFULL && b->o.max_bytes && n < sizeof detail)
         snprintf(detail + n, sizeof detail - n, "; size limit %" PRIu64 " bytes", b->o.max_bytes);
-    }
     if (kind == CGA_BUFFER_ENONE) kind = CGA_BUFFER_EOTHER;
     return fail(b, kind, what, detail);
 }

@@ -608,7 +608,7 @@ static void test_drain_lease(void) {
 static void test_two_processes_append(void) {
     char path[256];
     path_in(path, sizeof path, "shared/task_buffer.db");
-    cga_buffer_t *b = open_ok(path, NULL);
+    cga_buffer_free(open_ok(path, NULL)); /* created; never carry a connection across fork() */
     cga_buffer_opts_t o;
     cga_buffer_opts_init(&o);
     o.sync = CGA_BUFFER_SYNC_NORMAL; /* the locking is the point here, not the fsyncs */
@@ -639,6 +639,7 @@ static void test_two_processes_append(void) {
         CGA_ASSERT(WIFEXITED(status));
         CGA_ASSERT_EQ(WEXITSTATUS(status), 0);
     }
+    cga_buffer_t *b = open_ok(path, NULL);
     for (int k = 0; k < 2; k++) {
         cga_buffer_batch_t *bt = NULL;
         CGA_ASSERT_OK(cga_buffer_peek(b, qs[k], 0, 1000, 0, &bt));
