@@ -1,7 +1,6 @@
 /* `accuracy --truth FILE`: detected regimes (the regime log) against the synthetic truth. */
 #define CGA_LOG_COMPONENT "accuracy"
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,72 +16,27 @@
 #include "cgalpha/proto.h"
 #include "cgalpha/redis.h"
 #include "ops.h"
-
-#define PAGE "1000"
+#include "regime_log.h"
 
 typedef struct acc_cmd_s {
     cga_app_t *app;
-    cga_redis_t *redis;
     ops_acc_t *acc;
-    cga_proto_reader_t *reader;
     char key[CGA_KEY_MAX];
-    char start[64];
     uint64_t entries, undecodable;
     int err;
 } acc_cmd_t;
 
-static int fetch(acc_cmd_t *c);
-
-static const redisReply *field_m(const redisReply *fields) {
-    if (!fields || fields->type != REDIS_REPLY_ARRAY) return NULL;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *k = fields->element[i];
-        if (k->type == REDIS_REPLY_STRING && k->len == 1 && k->str[0] == 'm')
-            return fields->element[i + 1]->type == REDIS_REPLY_STRING ? fields->element[i + 1]
-                                                                      : NULL;
-    }
-    return NULL;
-}
-
-static void on_range(int status, struct redisReply *r, void *arg) {
+static void on_change(const cga_regime_change_t *m, void *arg) {
     acc_cmd_t *c = arg;
-    if (status < 0 || !r || r->type != REDIS_REPLY_ARRAY) {
-        c->err = status < 0 ? status : CGA_EPROTO;
-        cga_app_stop(c->app);
-        return;
-    }
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 2 ||
-            e->element[0]->type != REDIS_REPLY_STRING)
-            continue;
-        snprintf(c->start, sizeof c->start, "(%s", e->element[0]->str);
-        c->entries++;
-        const redisReply *m = field_m(e->element[1]);
-        cga_regime_change_t rc;
-        if (!m || cga_proto_decode_regime_change(c->reader, m->str, m->len, &rc) < 0) {
-            if (c->undecodable++ == 0)
-                CGA_LOG(CGA_LOG_WARN, 0, "regime log entry %s does not decode: %s (further "
-                        "ones only counted)", e->element[0]->str,
-                        m ? cga_proto_reader_error(c->reader) : "no field m");
-            continue;
-        }
-        ops_acc_add_change(c->acc, rc.symbol.ptr, rc.symbol.len, rc.wstart, rc.seq, rc.to);
-    }
-    if (r->elements == 0) {
-        cga_app_stop(c->app);
-        return;
-    }
-    int rc = fetch(c);
-    if (rc < 0) {
-        c->err = rc;
-        cga_app_stop(c->app);
-    }
+    ops_acc_add_change(c->acc, m->symbol.ptr, m->symbol.len, m->wstart, m->seq, m->to);
 }
 
-static int fetch(acc_cmd_t *c) {
-    return cga_redis_command(c->redis, CGA_REDIS_WAIT, on_range, c, "XRANGE %s %s + COUNT %s",
-                             c->key, c->start, PAGE);
+static void on_log_read(int status, uint64_t entries, uint64_t undecodable, void *arg) {
+    acc_cmd_t *c = arg;
+    c->err = status;
+    c->entries = entries;
+    c->undecodable = undecodable;
+    cga_app_stop(c->app);
 }
 
 static int read_truth(acc_cmd_t *c, const char *path, uint64_t *bad) {
@@ -144,17 +98,14 @@ int ops_cmd_accuracy(cga_app_t *a) {
     acc_cmd_t *c = &cc;
     memset(c, 0, sizeof *c);
     c->app = a;
-    c->redis = cga_app_redis(a);
     ops_acc_create(&c->acc);
-    cga_proto_reader_create(&c->reader, NULL);
     uint64_t bad = 0;
     int code = read_truth(c, truth, &bad);
     if (code >= 0) goto out;
     code = ops_connect(a, "accuracy");
     if (code >= 0) goto out;
     cga_key(c->key, sizeof c->key, cga_app_ns(a), CGA_KIND_STATE, "regime_log", NULL);
-    snprintf(c->start, sizeof c->start, "-");
-    int rc = fetch(c);
+    int rc = ops_rlog_read(cga_app_redis(a), cga_app_ns(a), on_change, on_log_read, c);
     if (rc < 0)
         c->err = rc;
     else
@@ -208,7 +159,6 @@ int ops_cmd_accuracy(cga_app_t *a) {
     }
     code = fflush(stdout) == 0 ? (bad ? CGA_EXIT_DATA : CGA_EXIT_OK) : CGA_EXIT_FAILURE;
 out:
-    cga_proto_reader_free(c->reader);
     ops_acc_free(c->acc);
     return code;
 }

@@ -122,6 +122,17 @@ static const cga_setting_t status_settings[] = {
      .help = "print one JSON object instead of tables"},
 };
 
+static const cga_setting_t watch_settings[] = {
+    {.env = "OPS_JSON", .flag = "json", .type = CGA_SET_BOOL, .def = "0",
+     .help = "print one JSON object per change instead of a line"},
+    {.env = "OPS_HISTORY", .flag = "history", .type = CGA_SET_BOOL, .def = "0",
+     .help = "print the regime log (every change kept) before following the channel"},
+    {.env = "OPS_COUNT", .flag = "count", .type = CGA_SET_INT, .def = "0", .min = 0,
+     .max = INT64_MAX, .help = "exit 0 after printing this many changes (0: never)"},
+    {.env = "OPS_FOR_MS", .flag = "for-ms", .type = CGA_SET_INT, .def = "0", .min = 0,
+     .max = INT64_MAX, .help = "exit 0 after this many ms (0: never; SIGINT/SIGTERM always)"},
+};
+
 static const cga_setting_t dead_settings[] = {
     {.env = "OPS_DEAD_QUEUE", .flag = "queue", .type = CGA_SET_STR, .def = "analysis",
      .help = "queue whose dead letters to handle: analysis or reports", .check = check_queue},
@@ -197,6 +208,12 @@ static const command_t commands[] = {
      "prints per symbol and overall the fraction of bars whose detected regime (that of the\n"
      "last change with ws <= t) equals the truth, from each symbol's first detection on.\n",
      accuracy_settings, COUNT(accuracy_settings), 0, "warn", ops_cmd_accuracy},
+    {"watch", "print regime changes as nexus publishes them",
+     OPS_PROG " watch [--history] [--count N] [--for-ms MS] [--json]",
+     "Subscribes to <ns>:channel:market_regime and prints each RegimeChange. Pub/sub forgets\n"
+     "what nobody heard: when a change arrives with a gap in its symbol's sequence numbers, the\n"
+     "missing ones are read from <ns>:state:regime_log and printed first, marked recovered.\n",
+     watch_settings, COUNT(watch_settings), 0, "warn", ops_cmd_watch},
 };
 
 static void print_commands(FILE *f) {
@@ -239,7 +256,7 @@ int main(int argc, char **argv) {
         if (strcmp(commands[i].name, name) == 0) cmd = &commands[i];
     if (!cmd) {
         fprintf(stderr, "%s: unknown command '%s' (commands: run, enqueue, status, dead, "
-                "accuracy; see %s --help)\n", OPS_PROG, name, OPS_PROG);
+                "accuracy, watch; see %s --help)\n", OPS_PROG, name, OPS_PROG);
         return CGA_EXIT_USAGE;
     }
     /* The command's settings, then CGALPHA_LOG_LEVEL again with the command's default (a later

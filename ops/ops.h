@@ -13,6 +13,7 @@ int ops_cmd_enqueue(cga_app_t *a);
 int ops_cmd_status(cga_app_t *a);
 int ops_cmd_dead(cga_app_t *a);
 int ops_cmd_accuracy(cga_app_t *a);
+int ops_cmd_watch(cga_app_t *a);
 
 /* Waits for Redis (up to REDIS_CONNECT_TIMEOUT_MS). Returns -1 when connected, else the exit
  * code (3 unreachable, 4 rejected), after printing one line to stderr. */
