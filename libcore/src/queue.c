@@ -429,12 +429,17 @@ static void cmd_done(cga_queue_t *q) {
     maybe_finish(q);
 }
 
-static int issue(cga_queue_t *q, op_t *op, unsigned timeout_ms, cga_redis_reply_cb cb, int argc,
-                 const char **argv, const size_t *argvlen) {
-    int rc = cga_redis_commandv(q->redis, q->opts.redis_flags, timeout_ms, cb, op, argc, argv,
-                                argvlen);
+static int issue_flags(cga_queue_t *q, unsigned flags, op_t *op, unsigned timeout_ms,
+                       cga_redis_reply_cb cb, int argc, const char **argv,
+                       const size_t *argvlen) {
+    int rc = cga_redis_commandv(q->redis, flags, timeout_ms, cb, op, argc, argv, argvlen);
     if (rc == CGA_OK) q->cmds++;
     return rc;
+}
+
+static int issue(cga_queue_t *q, op_t *op, unsigned timeout_ms, cga_redis_reply_cb cb, int argc,
+                 const char **argv, const size_t *argvlen) {
+    return issue_flags(q, q->opts.redis_flags, op, timeout_ms, cb, argc, argv, argvlen);
 }
 
 static int issue_script(cga_queue_t *q, cga_redis_script_t *s, op_t *op, cga_redis_reply_cb cb,
@@ -970,15 +975,17 @@ int cga_queue_complete(cga_queue_t *q, cga_queue_t *out, const char *reports, si
     if (!q || !out || !reports || len == 0 || (n > 0 && !ids) || !q->group) return CGA_EINVAL;
     if (q->closing || out->closing) return CGA_ECLOSED;
     if (n > (size_t)INT32_MAX - 3) return CGA_EINVAL;
-    /* The four commands are issued together, so they share one fate: the same pipeline, or the
-     * same wait for a connection. Only the first can be refused up front (while connected
-     * nothing is refused; while down all four meet the same queue and breaker), so a MULTI
-     * never stays open on the connection. */
+    /* The four commands are issued together and leave in one pipeline. They never wait for a
+     * reconnect (FAILFAST whatever redis_flags says): the wait queue is bounded, so MULTI could
+     * be queued and the rest refused (EQUEUEFULL), leaving a MULTI open that would swallow
+     * other modules' commands after the reconnect. With FAILFAST, while the connection is down
+     * MULTI is refused (nothing issued) and while it is up nothing is refused. */
+    const unsigned flags = q->opts.redis_flags | CGA_REDIS_FAILFAST;
     op_t *op = op_get(q, OP_COMPLETE, arg);
     op->cb.done = cb;
     const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
     size_t multilen[1] = {5}, execlen[1] = {4};
-    int rc = issue(q, op, 0, on_complete_step, 1, multi, multilen);
+    int rc = issue_flags(q, flags, op, 0, on_complete_step, 1, multi, multilen);
     if (rc != CGA_OK) {
         op_put(q, op);
         return rc;
@@ -986,7 +993,7 @@ int cga_queue_complete(cga_queue_t *q, cga_queue_t *out, const char *reports, si
     op->left = 1; /* callbacks to come; none runs before we return */
     const char *xadd[5] = {"XADD", out->key, "*", CGA_PROTO_FIELD, reports};
     size_t xaddlen[5] = {4, out->keylen, 1, 1, len};
-    rc = issue(q, op, 0, on_complete_step, 5, xadd, xaddlen);
+    rc = issue_flags(q, flags, op, 0, on_complete_step, 5, xadd, xaddlen);
     if (rc == CGA_OK) {
         op->left++;
         scratch(q, n + 3);
@@ -994,11 +1001,11 @@ int cga_queue_complete(cga_queue_t *q, cga_queue_t *out, const char *reports, si
         set_arg(q, 1, q->key, q->keylen);
         set_arg(q, 2, q->group, q->grouplen);
         for (size_t i = 0; i < n; i++) set_arg(q, 3 + i, ids[i], strlen(ids[i]));
-        rc = issue(q, op, 0, on_complete_step, (int)(n + 3), q->argv, q->argvlen);
+        rc = issue_flags(q, flags, op, 0, on_complete_step, (int)(n + 3), q->argv, q->argvlen);
     }
     if (rc == CGA_OK) {
         op->left++;
-        rc = issue(q, op, 0, on_complete_step, 1, exec, execlen);
+        rc = issue_flags(q, flags, op, 0, on_complete_step, 1, exec, execlen);
     }
     if (rc == CGA_OK) {
         op->left++;
@@ -1010,7 +1017,8 @@ int cga_queue_complete(cga_queue_t *q, cga_queue_t *out, const char *reports, si
     op->status = rc;
     const char *discard[1] = {"DISCARD"};
     size_t discardlen[1] = {7};
-    if (issue(q, op, 0, on_complete_step, 1, discard, discardlen) == CGA_OK) op->left++;
+    if (issue_flags(q, flags, op, 0, on_complete_step, 1, discard, discardlen) == CGA_OK)
+        op->left++;
     return CGA_OK;
 }
 

@@ -939,9 +939,15 @@ static void test_sent_failure_when_redis_down(void) {
     CGA_ASSERT_EQ(n, 3);
     CGA_ASSERT_EQ(task_index(&t[0]), 200);
 
-    /* Consumer calls fail up front with FAILFAST (no callback). */
+    /* complete never waits for a reconnect, even on a WAIT handle: refused up front. */
     cga_queue_t *c = mkq(r2, "t14", CGA_QUEUE_ANALYSIS, "labs", "c1", &o);
+    done_t d = {0};
+    const char *ids[1] = {"1-1"};
+    CGA_ASSERT_EQ(cga_queue_complete(c, wt, "\x90", 1, 0, ids, 1, on_done, &d), CGA_ENOTCONN);
+    run_for(5);
+    CGA_ASSERT_EQ(d.done, 0);
     closeq(c);
+    /* Consumer calls fail up front with FAILFAST (no callback). */
     o.redis_flags = CGA_REDIS_FAILFAST;
     c = mkq(r2, "t14", CGA_QUEUE_ANALYSIS, "labs", "c1", &o);
     claim_t cl = {0};

@@ -150,7 +150,10 @@ CGA_EXTERN int cga_queue_reclaim(cga_queue_t *q, size_t count, cga_queue_claim_c
  * `out` and XACK ids[0..n) on q. Either both happen or neither. cb gets CGA_OK or the error;
  * on error nothing was acknowledged and the tasks stay pending (they come back by reclaim).
  * CGA_EOOM when Redis is out of memory (the transaction was aborted). CGA_ECONNLOST: the
- * outcome is unknown (both or neither happened). The four commands leave in one pipeline. */
+ * outcome is unknown (both or neither happened). The four commands leave in one pipeline.
+ * A transaction never waits for a reconnect, whatever redis_flags says: while Redis is down
+ * the call fails up front with CGA_ENOTCONN (or CGA_EBREAKER) and cb is not called (keep the
+ * reports and retry, or let the tasks come back by reclaim). */
 CGA_EXTERN int cga_queue_complete(cga_queue_t *q, cga_queue_t *out, const char *reports,
                                   size_t len, size_t count, const char *const *ids, size_t n,
                                   cga_queue_done_cb cb, void *arg);
