@@ -22,12 +22,20 @@
  *   nothing with either level). The rows here are tasks Redis refused: once an append returned
  *   OK the producer forgets them, so a vanished row is a lost task. FULL fsyncs the WAL at every
  *   commit, which is what "durable" means. Its price, measured on the team machine (ext4 on a
- *   virtio disk, 2 cores; one append of a 32-task entry of ~12 KiB, median of 2000):
- *     FULL 0.43 ms (p99 1.4 ms), NORMAL 0.016 ms (p99 0.025 ms); cga_buffer_append_many()
- *     with 64 entries in one transaction under FULL: 0.95 ms, i.e. 15 us per entry.
- *   That is ~2300 appends/s, or ~74k tasks/s at 32 tasks per entry, one at a time; the buffer is
- *   only written while Redis is down, so FULL stays the default. Use append_many() when several
- *   entries fail together (one fsync for all of them).
+ *   virtio disk, 2 shared cores under load ~3; 1000 appends per run, 3 runs):
+ *     one append, 1-task entry (1.8 KiB):  FULL median 0.16-0.19 ms (p99 0.45 ms),
+ *                                          NORMAL 0.03 ms: the fsync costs ~0.15 ms;
+ *     one append, 32-task entry (57 KiB):  FULL median 0.24-0.29 ms, NORMAL 0.06 ms; means
+ *                                          0.4-1 ms vs 0.2 ms, p99 6-8 ms with either level
+ *                                          (WAL checkpoints every ~4 MiB);
+ *     append_many(), 64 entries per call:  11-13 us (1 task) or 0.19-0.28 ms (32 tasks) per
+ *                                          entry with EITHER level: one fsync per call, the
+ *                                          rest is bandwidth;
+ *     drain (peek 64 + delete_upto):       10-15 us (1 task) or 0.34-0.53 ms (32 tasks) per
+ *                                          entry, i.e. 60-95k tasks/s for the biggest entries.
+ *   So FULL allows ~5000 single appends/s (~2000/s of 32-task entries, ~64k tasks/s). The
+ *   buffer is written only while Redis refuses entries and the producer slows down then, so
+ *   FULL stays the default; use append_many() when several entries fail together.
  *
  * When to open: at process start, not lazily at the first failure. Opening creates the folders
  * and the file, sets WAL and takes the write lock once, so an unwritable path, a corrupt or
@@ -48,16 +56,20 @@
  *     cga_buffer_peek(b, NULL, after, 64, 4 MiB, &batch)
  *     for each entry: cga_queue_send_entry(q_of(e->queue), e->data, e->len, e->count)
  *     as sent callbacks report success: cga_buffer_delete(b, seqs, n) (or delete_upto)
- *     on the first failure: stop, keep the rest, retry later; renew the lease while draining;
- *     empty: cga_buffer_drain_unlock(b).
+ *     on the first failure: stop, keep the rest, retry later; renew the lease (call
+ *     drain_lock again) at least every lease_ms / 3 while draining; when empty:
+ *     cga_buffer_drain_unlock(b).
  *   Entries accepted after a refused one in the same pipeline are deleted too, so the refused one
  *   is re-sent after them: strict order needs one entry in flight at a time.
  *
- * Threads: a handle is used by one thread at a time (ops: its loop thread). Every call is
- * synchronous and short (one local transaction). Errors: CGA_EINVAL for bad arguments,
- * CGA_EBUFFER for any failure of the file (disk full, read-only, cannot open, corrupt, busy,
- * I/O) with the detail in cga_buffer_errmsg() and the kind in cga_buffer_errkind(). This
- * module does not log: the caller logs the errmsg once. */
+ * Threads: a handle is used by one thread at a time (ops: its loop thread), and never across
+ * fork() (open it again in the child). Every call is synchronous and short (one local
+ * transaction).
+ *
+ * Errors: CGA_EINVAL for bad arguments, CGA_EBUFFER for any failure of the file (disk full,
+ * read-only, cannot open, corrupt, busy, I/O) with the detail in cga_buffer_errmsg() and the kind
+ * in cga_buffer_errkind(); a failed write leaves nothing behind (never half a row). This module
+ * does not log: the caller logs the errmsg once. */
 
 #include <stddef.h>
 #include <stdint.h>
