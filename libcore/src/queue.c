@@ -994,7 +994,7 @@ int cga_queue_complete(cga_queue_t *q, cga_queue_t *out, const char *reports, si
     const char *xadd[5] = {"XADD", out->key, "*", CGA_PROTO_FIELD, reports};
     size_t xaddlen[5] = {4, out->keylen, 1, 1, len};
     rc = issue_flags(q, flags, op, 0, on_complete_step, 5, xadd, xaddlen);
-    if (rc == CGA_OK) {
+    if (rc == CGA_OK && n > 0) {
         op->left++;
         scratch(q, n + 3);
         set_arg(q, 0, "XACK", 4);

@@ -401,6 +401,13 @@ static void test_complete_atomic(void) {
     WAIT_FOR(d.done, 5000);
     CGA_ASSERT_OK(d.status);
     CGA_ASSERT_EQ(cga_queue_ack(c, ids, 0, on_done, &d), CGA_EINVAL);
+    /* Reports without acknowledgements (n = 0) is just the XADD, still in a transaction. */
+    memset(&d, 0, sizeof d);
+    CGA_ASSERT_OK(cga_queue_complete(c, out, reports, sizeof reports - 1, 1, NULL, 0, on_done,
+                                     &d));
+    WAIT_FOR(d.done, 5000);
+    CGA_ASSERT_OK(d.status);
+    CGA_ASSERT_EQ(cmd_int("XLEN t4:queue:reports"), 3);
     cga_queue_batch_free(b);
     closeq(out);
     closeq(c);
