@@ -689,6 +689,10 @@ int cga_queue_push_raw(cga_queue_t *q, const char *msg, size_t len) {
     return pushed(q, cga_proto_write_raw(q->w, msg, len));
 }
 
+const char *cga_queue_push_error(const cga_queue_t *q) {
+    return cga_proto_writer_error(q->w);
+}
+
 void cga_queue_flush(cga_queue_t *q) {
     if (q && !q->closing) send_batch(q);
 }

@@ -812,6 +812,8 @@ static void test_garbage_entries_come_back(void) {
                   CGA_OK);
     done_t d = {0};
     CGA_ASSERT_EQ(cga_queue_split(c, &b->entries[0], on_done, &d), CGA_EINVAL);
+    CGA_ASSERT_NE(cga_queue_split(c, &b->entries[1], on_done, &d), CGA_OK);
+    CGA_ASSERT_EQ(cga_queue_split(c, &b->entries[2], on_done, &d), CGA_EPROTO);
     /* The caller dead-letters them. */
     for (size_t i = 0; i < 3; i++) {
         memset(&d, 0, sizeof d);
@@ -985,6 +987,15 @@ static void test_bad_arguments(void) {
     claim_t cl = {0};
     CGA_ASSERT_EQ(cga_queue_claim(q, 10, 0, on_claim, &cl), CGA_EINVAL); /* no group */
     CGA_ASSERT_EQ(cga_queue_send_entry(q, "", 0, 0), CGA_EINVAL);
+    cga_bar_t bars[2] = {{60000, 1, 1, 1, 1, 1}, {60000, 1, 1, 1, 1, 1}}; /* t not ascending */
+    cga_task_t t = {cga_str("id"), cga_str("noop"), cga_str("SYM"), 1, bars, 2};
+    CGA_ASSERT_EQ(cga_queue_push_task(q, &t), CGA_EINVAL);
+    CGA_ASSERT(strlen(cga_queue_push_error(q)) > 0);
+    CGA_ASSERT_EQ(cga_queue_messages_pending(q), 0);
+    t.nbars = 1;
+    CGA_ASSERT_OK(cga_queue_push_task(q, &t));
+    CGA_ASSERT_STREQ(cga_queue_push_error(q), "");
+    CGA_ASSERT_EQ(cga_queue_messages_pending(q), 1);
     closeq(q);
 }
 

@@ -94,6 +94,10 @@ CGA_EXTERN int cga_queue_push_report(cga_queue_t *q, const cga_report_t *r);
 /* An already encoded message (one msgpack map). */
 CGA_EXTERN int cga_queue_push_raw(cga_queue_t *q, const char *msg, size_t len);
 
+/* Why the last push failed, one line (the codec's reason, e.g. "task.bars[3][0]: ..."); ""
+ * after a success. Valid until the next push. */
+CGA_EXTERN const char *cga_queue_push_error(const cga_queue_t *q);
+
 /* Sends the partial batch now. */
 CGA_EXTERN void cga_queue_flush(cga_queue_t *q);
 
