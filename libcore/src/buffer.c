@@ -26,16 +26,30 @@
 #define DEFAULT_LEASE_MS 10000
 
 static const char SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS entries("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "CREATE TABLE entries("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT," /* never reused, even once the table is empty */
     " queue TEXT NOT NULL,"
     " first_id TEXT NOT NULL,"
     " last_id TEXT NOT NULL,"
     " count INTEGER NOT NULL,"
+    " len INTEGER NOT NULL,"
     " created_ms INTEGER NOT NULL,"
-    " data BLOB NOT NULL);" /* last: counting rows never reads the overflow pages of data */
-    "CREATE INDEX IF NOT EXISTS entries_queue ON entries(queue, seq);"
-    "CREATE TABLE IF NOT EXISTS drain_lease("
+    " data BLOB NOT NULL);" /* last: reading the other columns never touches its overflow pages */
+    "CREATE INDEX entries_queue ON entries(queue, seq);"
+    /* Running totals, so that counting is O(1) however many rows wait. */
+    "CREATE TABLE totals("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " entries INTEGER NOT NULL,"
+    " tasks INTEGER NOT NULL,"
+    " bytes INTEGER NOT NULL);"
+    "INSERT INTO totals VALUES(1, 0, 0, 0);"
+    "CREATE TRIGGER entries_added AFTER INSERT ON entries BEGIN"
+    " UPDATE totals SET entries = entries + 1, tasks = tasks + NEW.count,"
+    "  bytes = bytes + NEW.len WHERE id = 1; END;"
+    "CREATE TRIGGER entries_removed AFTER DELETE ON entries BEGIN"
+    " UPDATE totals SET entries = entries - 1, tasks = tasks - OLD.count,"
+    "  bytes = bytes - OLD.len WHERE id = 1; END;"
+    "CREATE TABLE drain_lease("
     " id INTEGER PRIMARY KEY CHECK (id = 1),"
     " token TEXT NOT NULL,"
     " holder TEXT NOT NULL,"
@@ -55,15 +69,15 @@ enum {
 };
 
 static const char *const SQL[ST__N] = {
-    [ST_INSERT] = "INSERT INTO entries(queue, first_id, last_id, count, created_ms, data)"
-                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    [ST_INSERT] = "INSERT INTO entries(queue, first_id, last_id, count, len, created_ms, data)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_PEEK_ALL] = "SELECT seq, queue, first_id, last_id, count, created_ms, data FROM entries"
                     " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     [ST_PEEK_QUEUE] = "SELECT seq, queue, first_id, last_id, count, created_ms, data FROM entries"
                       " WHERE queue = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
     [ST_DELETE] = "DELETE FROM entries WHERE seq = ?1",
     [ST_DELETE_UPTO] = "DELETE FROM entries WHERE seq <= ?1",
-    [ST_COUNT] = "SELECT count(*), total(count) FROM entries",
+    [ST_COUNT] = "SELECT entries, tasks FROM totals WHERE id = 1",
     [ST_LEASE_GET] = "SELECT token, holder, until_ms FROM drain_lease WHERE id = 1",
     [ST_LEASE_PUT] = "INSERT OR REPLACE INTO drain_lease(id, token, holder, until_ms)"
                      " VALUES(1, ?1, ?2, ?3)",
@@ -491,8 +505,9 @@ static int insert_one(cga_buffer_t *b, const cga_buffer_entry_t *e, uint64_t now
     sqlite3_bind_text(st, 2, first.ptr ? first.ptr : "", (int)first.len, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, last.ptr ? last.ptr : "", (int)last.len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)count);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)now_ms);
-    sqlite3_bind_blob64(st, 6, e->data, e->len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)e->len);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)now_ms);
+    sqlite3_bind_blob64(st, 7, e->data, e->len, SQLITE_STATIC);
     int s = sqlite3_step(st);
     int rc = s == SQLITE_DONE ? CGA_OK : fail_db(b, s, "appending");
     sqlite3_reset(st);
@@ -663,9 +678,10 @@ int cga_buffer_count(cga_buffer_t *b, uint64_t *entries, uint64_t *tasks) {
     int rc = CGA_OK;
     if (s == SQLITE_ROW) {
         if (entries) *entries = (uint64_t)sqlite3_column_int64(st, 0);
-        if (tasks) *tasks = (uint64_t)sqlite3_column_double(st, 1);
+        if (tasks) *tasks = (uint64_t)sqlite3_column_int64(st, 1);
     } else {
-        rc = fail_db(b, s, "counting");
+        rc = s == SQLITE_DONE ? fail_text(b, CGA_BUFFER_ECORRUPT, "counting: no totals row")
+                              : fail_db(b, s, "counting");
     }
     sqlite3_reset(st);
     return rc;
@@ -746,7 +762,7 @@ static int stats_queues(cga_buffer_t *b, cga_buffer_stats_t *s) {
         "SELECT e.queue, g.n, g.tasks, g.bytes, g.lo, g.hi,"
         "       e.first_id, e.created_ms, h.last_id, h.created_ms"
         "  FROM (SELECT queue, count(*) AS n, total(count) AS tasks,"
-        "               total(length(data)) AS bytes, min(seq) AS lo, max(seq) AS hi"
+        "               total(len) AS bytes, min(seq) AS lo, max(seq) AS hi"
         "          FROM entries GROUP BY queue) AS g"
         "  JOIN entries AS e ON e.seq = g.lo JOIN entries AS h ON h.seq = g.hi"
         " ORDER BY e.queue";

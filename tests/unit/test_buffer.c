@@ -141,6 +141,9 @@ static void test_memory_peek_delete(void) {
     CGA_ASSERT_EQ(deleted, 1);
     CGA_ASSERT_OK(cga_buffer_delete_upto(b, seq2, &deleted));
     CGA_ASSERT_EQ(deleted, 3);
+    CGA_ASSERT_OK(cga_buffer_count(b, &entries, &tasks));
+    CGA_ASSERT_EQ(entries, 2);
+    CGA_ASSERT_EQ(tasks, 5 + 6);
     CGA_ASSERT_OK(cga_buffer_peek(b, NULL, 0, 100, 0, &bt));
     CGA_ASSERT_EQ(bt->n, 2);
     check_entry(&bt->entries[0], "reports", 4);
@@ -370,6 +373,20 @@ static void test_stats(void) {
     CGA_ASSERT_STREQ(r->first_id, "reports/0/a");
     CGA_ASSERT_STREQ(r->last_id, "reports/5/z");
     CGA_ASSERT_EQ(s->bytes, a->bytes + r->bytes);
+    cga_buffer_stats_free(s);
+
+    /* the running totals follow deletes (count is O(1): it reads them) */
+    int64_t del[] = {2, 6}; /* seqs of reports#1 (count 2) and reports#5 (count 6) */
+    CGA_ASSERT_OK(cga_buffer_delete(b, del, 2, NULL));
+    uint64_t entries = 0, tasks = 0;
+    CGA_ASSERT_OK(cga_buffer_count(b, &entries, &tasks));
+    CGA_ASSERT_EQ(entries, 4);
+    CGA_ASSERT_EQ(tasks, 21 - 2 - 6);
+    CGA_ASSERT_OK(cga_buffer_stats(b, &s));
+    CGA_ASSERT_EQ(s->entries, 4);
+    CGA_ASSERT_EQ(s->tasks, 13);
+    CGA_ASSERT_EQ(s->queues[1].entries, 1);
+    CGA_ASSERT_STREQ(s->queues[1].last_id, "reports/0/z");
     cga_buffer_stats_free(s);
     cga_buffer_free(b);
 }

@@ -22,16 +22,16 @@
  *   nothing with either level). The rows here are tasks Redis refused: once an append returned
  *   OK the producer forgets them, so a vanished row is a lost task. FULL fsyncs the WAL at every
  *   commit, which is what "durable" means. Its price, measured on the team machine (ext4 on a
- *   virtio disk, 2 shared cores under load ~3; 1000 appends per run, 3 runs):
- *     one append, 1-task entry (1.8 KiB):  FULL median 0.16-0.19 ms (p99 0.45 ms),
- *                                          NORMAL 0.03 ms: the fsync costs ~0.15 ms;
- *     one append, 32-task entry (57 KiB):  FULL median 0.24-0.29 ms, NORMAL 0.06 ms; means
- *                                          0.4-1 ms vs 0.2 ms, p99 6-8 ms with either level
- *                                          (WAL checkpoints every ~4 MiB);
- *     append_many(), 64 entries per call:  11-13 us (1 task) or 0.19-0.28 ms (32 tasks) per
+ *   virtio disk, 2 shared cores under load ~3; 1000 appends per run, 6 runs):
+ *     one append, 1-task entry (1.8 KiB):  FULL median 0.13-0.22 ms (p99 0.4-0.7 ms),
+ *                                          NORMAL 0.025-0.03 ms: the fsync costs ~0.15 ms;
+ *     one append, 32-task entry (57 KiB):  FULL median 0.23-0.30 ms, NORMAL 0.06-0.09 ms; means
+ *                                          0.35-1 ms vs 0.2-0.3 ms, p99 6-8 ms with either
+ *                                          level (WAL checkpoints every ~4 MiB);
+ *     append_many(), 64 entries per call:  9-20 us (1 task) or 0.19-0.28 ms (32 tasks) per
  *                                          entry with EITHER level: one fsync per call, the
  *                                          rest is bandwidth;
- *     drain (peek 64 + delete_upto):       10-15 us (1 task) or 0.34-0.53 ms (32 tasks) per
+ *     drain (peek 64 + delete_upto):       10-20 us (1 task) or 0.34-0.52 ms (32 tasks) per
  *                                          entry, i.e. 60-95k tasks/s for the biggest entries.
  *   So FULL allows ~5000 single appends/s (~2000/s of 32-task entries, ~64k tasks/s). The
  *   buffer is written only while Redis refuses entries and the producer slows down then, so
@@ -197,8 +197,8 @@ CGA_EXTERN int cga_buffer_delete(cga_buffer_t *b, const int64_t *seqs, size_t n,
 /* Deletes every row (of every queue) with seq <= seq, in one transaction. */
 CGA_EXTERN int cga_buffer_delete_upto(cga_buffer_t *b, int64_t seq, uint64_t *deleted);
 
-/* Rows and tasks in the buffer (all queues): a cheap check for "anything to drain?". Either
- * pointer may be NULL. */
+/* Rows and tasks in the buffer (all queues), from running totals kept by the appends and
+ * deletes: O(1), cheap enough for a gauge or "anything to drain?". Either pointer may be NULL. */
 CGA_EXTERN int cga_buffer_count(cga_buffer_t *b, uint64_t *entries, uint64_t *tasks);
 
 /* ---- the drain lease ---------------------------------------------------------------------- */
@@ -235,7 +235,8 @@ typedef struct cga_buffer_stats_s {
 } cga_buffer_stats_t;
 
 /* Fills owned *out (free with cga_buffer_stats_free) in one read transaction (a consistent
- * snapshot). */
+ * snapshot). Reads every row's metadata (not the data): ~0.1 s for 100k rows here, so for
+ * status and recover, not for a loop (use cga_buffer_count there). */
 CGA_EXTERN int cga_buffer_stats(cga_buffer_t *b, cga_buffer_stats_t **out);
 CGA_EXTERN void cga_buffer_stats_free(cga_buffer_stats_t *s); /* NULL is a no-op */
 
