@@ -24,6 +24,11 @@
 #define ID_MAX 64
 
 static const cga_setting_t lab_settings[] = {
+    /* A common setting with the lab's own default: after an outage the lab must be consuming
+     * again within a few seconds of Redis' return (reconnects are jittered up to this). */
+    {"REDIS_BACKOFF_CAP_MS", "redis-backoff-cap-ms", CGA_SET_INT, "2000",
+     "longest reconnect delay in ms (the lab reconnects within this after Redis returns)", 1,
+     3600000, 0, NULL},
     {"LAB_PLUGINS", "plugin", CGA_SET_LIST, NULL,
      "plugin to load: NAME or PATH, optionally =CONFIG (repeatable; comma-separated in env)",
      0, 0, 0, NULL},
@@ -51,8 +56,7 @@ static const cga_setting_t lab_settings[] = {
     {"LAB_METRICS_FILE", "metrics-file", CGA_SET_STR, NULL,
      "write the metrics (Prometheus text) to this file every 2 s and at exit", 0, 0, 0, NULL},
     {"LAB_SUMMARY", "summary", CGA_SET_BOOL, "0",
-     "print a summary of the reports stream, the analysis queue and the dead letters, then "
-     "exit (no plugin needed)",
+     "print counts of reports, pending entries and dead letters, then exit (for tests)",
      0, 0, 0, NULL},
 };
 #define NSETTINGS (sizeof lab_settings / sizeof lab_settings[0])
@@ -64,11 +68,9 @@ static const char details[] =
     "entry that cannot be decoded, or was delivered more than --max-deliveries times, goes to\n"
     "<ns>:queue:analysis:dead with the reason. Heartbeat: <ns>:state:worker:<id> every 2 s.\n"
     "SIGTERM/SIGINT: stop claiming, finish in-flight tasks within --grace-ms, exit 0.\n"
-    "See docs/LAB.md.\n"
-    "\n"
-    "Exit codes: 0 ok (also after a signal), 1 runtime failure, 2 bad usage or configuration\n"
-    "(a plugin that cannot be loaded), 3 Redis unreachable, 4 Redis rejected the credentials\n"
-    "or the database index.\n";
+    "A plugin that cannot be loaded exits 2; a signal exits 0 (also when the grace period\n"
+    "expires: what is left pending is reclaimed by another lab after the lease).\n"
+    "See docs/LAB.md.\n";
 
 static unsigned cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Redis outages: the lab keeps running and logs the outage once; after Redis comes back
+# (restarted without its data: the group is created again) it consumes again within 5 s.
+# Out of memory: reports cannot be written, so nothing is acknowledged; the lab keeps them and
+# retries, and once Redis has room again every task is reported and nothing stays pending.
+source "$(dirname "$0")/30_lab_common.sh"
+
+start_redis
+start_lab lab1 --plugin "$CGA_FIXTURE_PLUGIN_DIR/faulty.so" --block-ms 200
+enqueue_tasks faulty OK 10 5 A
+wait_for 20 reports_at_least 10 || fail "no reports before the outage"
+
+# ---- Redis lost and restarted without its data
+kill -9 "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
+sleep 6                          # long enough for the reconnect backoff to reach its cap
+kill -0 "$LAB_PID" || fail "the lab died with Redis"
+start_redis
+t0=$(date +%s%N)
+enqueue_tasks faulty OK 6 3 B
+wait_for 10 reports_at_least 6 || fail "not consuming after Redis came back: $(summary | tr '\n' ' ')"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ "$ms" -lt 5000 ] || fail "took $ms ms to consume again"
+wait_for 5 pending_is 0 || fail "entries pending after the restart"
+n=$(grep -c "claiming from .* failed" "$T_DIR/lab1.log" || true)
+[ "$n" = 1 ] || fail "expected one log line for the outage, got $n"
+grep -q "claiming again" "$T_DIR/lab1.log" || fail "no recovery log line"
+echo "consuming again $ms ms after Redis returned"
+
+# ---- Redis out of memory: nothing acknowledged, reports kept and retried
+kill -STOP "$LAB_PID"            # hold the lab while the tasks go in and Redis fills up
+enqueue_tasks faulty OK 8 4 C
+rcli CONFIG SET maxmemory-policy noeviction >/dev/null
+rcli CONFIG SET maxmemory 1 >/dev/null
+kill -CONT "$LAB_PID"
+sleep 2
+grep -q "writing reports failed" "$T_DIR/lab1.log" || fail "no OOM failure logged"
+[ "$(rcli XPENDING "$QKEY" labs | head -1)" = 2 ] || fail "expected the 2 entries pending during OOM"
+[ "$(summary_get report_tasks)" = 6 ] || fail "reports written during OOM"
+rcli CONFIG SET maxmemory 0 >/dev/null
+wait_for 10 reports_at_least 14 || fail "reports not written after OOM: $(summary | tr '\n' ' ')"
+wait_for 5 pending_is 0 || fail "entries pending after OOM"
+grep -q "writing reports again" "$T_DIR/lab1.log" || fail "no recovery log line after OOM"
+
+kill -TERM "$LAB_PID"
+rc=0; wait "$LAB_PID" || rc=$?
+[ "$rc" = 0 ] || fail "lab exited $rc"
+echo "30_lab_outage: ok"
