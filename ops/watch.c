@@ -44,6 +44,8 @@ typedef struct watch_s {
     size_t *held_len;
     size_t nheld, held_cap;
     uv_timer_t deadline;
+    int sub_was_up;   /* the subscriber connection has been up before: a later up is a reconnect */
+    int missed;       /* reconnected while a read was under way: read again after it */
     int err;
 } watch_t;
 
@@ -183,6 +185,20 @@ static void on_message(const char *data, size_t len, void *arg) {
     }
 }
 
+/* After a reconnect of the subscriber connection, whatever was published while it was down is
+ * only in the regime log: read it (live messages wait meanwhile; gaps that remain are caught by
+ * the next message's sequence number). */
+static void on_sub_state(int up, int status, void *arg) {
+    watch_t *w = arg;
+    (void)status;
+    if (!up) return;
+    if (w->sub_was_up) {
+        if (w->recovering) w->missed = 1;
+        else recover(w);
+    }
+    w->sub_was_up = 1;
+}
+
 static void on_deadline(uv_timer_t *t) { cga_app_stop(((watch_t *)t->data)->app); }
 
 static void on_signal(int signum, void *arg) {
@@ -202,7 +218,10 @@ int ops_cmd_watch(cga_app_t *a) {
     int code = ops_connect(a, "watch");
     if (code >= 0) return code;
     cga_proto_reader_create(&w->reader, NULL);
-    int rc = cga_pubsub_create(&w->pubsub, cga_app_redis(a), cga_app_redis_sub(a), cga_app_ns(a));
+    cga_redis_t *sub = cga_app_redis_sub(a);
+    w->sub_was_up = cga_redis_is_connected(sub);
+    cga_redis_on_state(sub, on_sub_state, w);
+    int rc = cga_pubsub_create(&w->pubsub, cga_app_redis(a), sub, cga_app_ns(a));
     if (rc == CGA_OK) rc = cga_pubsub_subscribe(w->pubsub, CGA_CHANNEL_REGIME, on_message, w);
     if (rc != CGA_OK) {
         ops_error("watch", "cannot subscribe: %s", cga_strerror(rc));
@@ -226,6 +245,7 @@ int ops_cmd_watch(cga_app_t *a) {
     uv_close((uv_handle_t *)&w->deadline, NULL);
     code = CGA_EXIT_OK;
 out:
+    cga_redis_off_state(sub, on_sub_state, w);
     cga_pubsub_free(w->pubsub);
     cga_proto_reader_free(w->reader);
     for (size_t i = 0; i < w->nheld; i++) free(w->held[i]);

@@ -265,7 +265,8 @@ static void fail_queue(cga_redis_t *r, int status) {
 
 static void notify(cga_redis_t *r, int up, int status) {
     int n = r->nlisteners;
-    for (int i = 0; i < n && !r->closing; i++) r->listeners[i].cb(up, status, r->listeners[i].arg);
+    for (int i = 0; i < n && !r->closing; i++)
+        if (r->listeners[i].cb) r->listeners[i].cb(up, status, r->listeners[i].arg);
 }
 
 /* ---------------------------------------------------------------- error mapping */
@@ -1144,11 +1145,25 @@ void cga_redis_close(cga_redis_t *r, void (*done)(void *arg), void *arg) {
 }
 
 int cga_redis_on_state(cga_redis_t *r, cga_redis_state_cb cb, void *arg) {
-    if (!r || !cb || r->nlisteners >= MAX_LISTENERS) return CGA_EINVAL;
+    if (!r || !cb) return CGA_EINVAL;
+    for (int i = 0; i < r->nlisteners; i++) {
+        if (!r->listeners[i].cb) { /* a slot given back by cga_redis_off_state */
+            r->listeners[i].cb = cb;
+            r->listeners[i].arg = arg;
+            return CGA_OK;
+        }
+    }
+    if (r->nlisteners >= MAX_LISTENERS) return CGA_EINVAL;
     r->listeners[r->nlisteners].cb = cb;
     r->listeners[r->nlisteners].arg = arg;
     r->nlisteners++;
     return CGA_OK;
+}
+
+void cga_redis_off_state(cga_redis_t *r, cga_redis_state_cb cb, void *arg) {
+    if (!r) return;
+    for (int i = 0; i < r->nlisteners; i++) /* cleared, not moved: safe inside notify() */
+        if (r->listeners[i].cb == cb && r->listeners[i].arg == arg) r->listeners[i].cb = NULL;
 }
 
 int cga_redis_is_connected(const cga_redis_t *r) { return r && r->state == ST_READY; }

@@ -136,6 +136,10 @@ CGA_EXTERN void cga_redis_close(cga_redis_t *r, void (*done)(void *arg), void *a
 /* Adds a state listener (up to 8). Borrows arg. Returns CGA_OK or CGA_EINVAL when full. */
 CGA_EXTERN int cga_redis_on_state(cga_redis_t *r, cga_redis_state_cb cb, void *arg);
 
+/* Removes a listener added with the same cb and arg (a module shorter-lived than the
+ * connection must, before it goes). Safe from inside a state callback. */
+CGA_EXTERN void cga_redis_off_state(cga_redis_t *r, cga_redis_state_cb cb, void *arg);
+
 /* 1 when connected and ready for commands. */
 CGA_EXTERN int cga_redis_is_connected(const cga_redis_t *r);
 
