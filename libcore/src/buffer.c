@@ -112,7 +112,7 @@ static int kind_of(int sqlite_rc) {
     case SQLITE_FULL: return CGA_BUFFER_EFULL;
     case SQLITE_READONLY: case SQLITE_PERM: case SQLITE_AUTH: return CGA_BUFFER_EREADONLY;
     case SQLITE_CANTOPEN: return CGA_BUFFER_ECANTOPEN;
-    case SQLITE_CORRUPT: case SQLITE_NOTADB: case SQLITE_SCHEMA: return CGA_BUFFER_ECORRUPT;
+    case SQLITE_CORRUPT: case SQLITE_NOTADB: return CGA_BUFFER_ECORRUPT;
     case SQLITE_BUSY: case SQLITE_LOCKED: return CGA_BUFFER_EBUSY;
     case SQLITE_IOERR: return CGA_BUFFER_EIO;
     default: return CGA_BUFFER_EOTHER;
