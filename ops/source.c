@@ -756,8 +756,8 @@ int ops_source_next(ops_source_t *s, ops_row_t *row, char *err, size_t errlen) {
     if (s->kind == OPS_SOURCE_SYNTHETIC) return synth_next(s, row, err, errlen);
     for (;;) {
         if (s->stop) return OPS_SOURCE_EOF;
-        const char *line;
-        size_t len;
+        const char *line = NULL;
+        size_t len = 0;
         int rc = next_line(s, &line, &len, err, errlen);
         if (rc != OPS_SOURCE_ROW) {
             if (rc == OPS_SOURCE_EOF && s->kind == OPS_SOURCE_CSV && !s->header_done) {
