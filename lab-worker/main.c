@@ -37,11 +37,13 @@ static const cga_setting_t lab_settings[] = {
      "then " CGA_PLUGIN_INSTALL_DIR ")",
      0, 0, 0, NULL},
     {"LAB_CONCURRENCY", "concurrency", CGA_SET_INT, "0",
-     "plugin threads, sets UV_THREADPOOL_SIZE (0: one per CPU)", 0, 1024, 0, NULL},
+     "threads running plugins (0: one per CPU); UV_THREADPOOL_SIZE is set to this + 1", 0, 1024,
+     0, NULL},
     {"LAB_CLAIM_COUNT", "claim-count", CGA_SET_INT, "16", "stream entries claimed per XREADGROUP",
      1, 10000, 0, NULL},
     {"LAB_BLOCK_MS", "block-ms", CGA_SET_INT, "1000",
-     "XREADGROUP BLOCK while idle, ms (at most half of REDIS_COMMAND_TIMEOUT_MS)", 0, 60000, 0, NULL},
+     "XREADGROUP BLOCK while idle, ms (at most half of REDIS_COMMAND_TIMEOUT_MS)", 0, 60000, 0,
+     NULL},
     {"LAB_LEASE_MS", "lease-ms", CGA_SET_INT, "30000",
      "entries idle this long (their lab died) are reclaimed, ms", 100, 86400000, 0, NULL},
     {"LAB_MAX_DELIVERIES", "max-deliveries", CGA_SET_INT, "5",
@@ -78,7 +80,9 @@ static unsigned cpu_count(void) {
 }
 
 /* The thread pool reads UV_THREADPOOL_SIZE once, when first used. Read --concurrency before
- * anything could use it (errors are left for cga_app_create to report). */
+ * anything could use it (errors are left for cga_app_create to report). One thread more than
+ * the plugins get: the Redis connection resolves host names on the same pool, and a busy or
+ * hung plugin must not hold up a reconnect. */
 static void set_threadpool_size(int argc, char **argv) {
     size_t ncommon = 0;
     const cga_setting_t *common = cga_config_common_settings(&ncommon);
@@ -93,7 +97,7 @@ static void set_threadpool_size(int argc, char **argv) {
     cga_config_free(c);
     if (n == 0) n = cpu_count();
     char buf[16];
-    snprintf(buf, sizeof buf, "%u", n);
+    snprintf(buf, sizeof buf, "%u", n + 1);
     setenv("UV_THREADPOOL_SIZE", buf, 1);
 }
 

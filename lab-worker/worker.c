@@ -54,6 +54,7 @@ typedef struct chunk_s {
     uv_work_t req; /* req.data = this chunk */
     entry_t *entry;
     size_t first, count;
+    struct chunk_s *qnext; /* w's queue of chunks waiting for a plugin thread */
 } chunk_t;
 
 enum entry_mode { MODE_RUN = 0, MODE_DEAD = 1, MODE_SPLIT = 2 };
@@ -140,6 +141,11 @@ struct lab_worker_s {
     uint64_t lane_since_ms;
     size_t reclaim_streak;
 
+    /* At most o.concurrency chunks are in the libuv pool at once (the pool has one thread
+     * more, kept free for the Redis connection's name resolution); the rest wait here. */
+    chunk_t *cq_head, *cq_tail;
+    size_t pool_busy;
+
     entry_t *active; /* entries being run, dead-lettered or split */
     entry_t *free_entries;
     batch_t *free_batches;
@@ -159,7 +165,7 @@ static void maybe_finish(lab_worker_t *w);
 static void group_send(lab_worker_t *w, group_t *g);
 static void do_reclaim(lab_worker_t *w);
 
-/* ---- small helpers ------------------------------------------------------------------------ */
+/* ---- small helpers --------------------------------------------------------------------------- */
 
 static int is_transient(int rc) {
     switch (rc) {
@@ -341,7 +347,7 @@ static void copy_str(char *dst, cga_str_t s) {
     dst[n] = '\0';
 }
 
-/* ---- running tasks (thread pool) --------------------------------------------------------- */
+/* ---- running tasks (thread pool) ------------------------------------------------------------- */
 
 static void chunk_work(uv_work_t *req) {
     chunk_t *c = req->data;
@@ -461,12 +467,34 @@ static void on_flush(uv_check_t *h) {
         group_put(w, g, 1);
 }
 
+static void chunk_after(uv_work_t *req, int status);
+
+/* Hands queued chunks to the pool while a plugin thread is free. */
+static void pump(lab_worker_t *w) {
+    while (w->pool_busy < w->o.concurrency && w->cq_head) {
+        chunk_t *c = w->cq_head;
+        w->cq_head = c->qnext;
+        if (!w->cq_head) w->cq_tail = NULL;
+        c->qnext = NULL;
+        int rc = uv_queue_work(w->loop, &c->req, chunk_work, chunk_after);
+        if (rc != 0) { /* only with a NULL work_cb: a programming error */
+            CGA_LOG(CGA_LOG_ERROR, rc, "uv_queue_work");
+            abort();
+        }
+        w->pool_busy++;
+        w->running_tasks += c->count;
+    }
+    update_gauges(w);
+}
+
 static void chunk_after(uv_work_t *req, int status) {
     chunk_t *c = req->data;
     entry_t *e = c->entry;
     lab_worker_t *w = e->w;
     (void)status; /* never canceled */
     w->running_tasks -= c->count;
+    w->pool_busy--;
+    pump(w);
     if (--e->chunks_left > 0) return;
     entry_report(w, e);
     if (w->open && !uv_is_active((uv_handle_t *)&w->flush_check))
@@ -491,23 +519,23 @@ static void entry_run(lab_worker_t *w, entry_t *e) {
         e->chunks_cap = nchunks;
     }
     e->chunks_left = nchunks;
-    w->running_tasks += n;
-    update_gauges(w);
     for (size_t k = 0; k < nchunks; k++) {
         chunk_t *c = &e->chunks[k];
         c->entry = e;
         c->first = k * per;
         c->count = k + 1 == nchunks ? n - c->first : per;
         c->req.data = c;
-        int rc = uv_queue_work(w->loop, &c->req, chunk_work, chunk_after);
-        if (rc != 0) { /* only with a NULL work_cb: a programming error */
-            CGA_LOG(CGA_LOG_ERROR, rc, "uv_queue_work");
-            abort();
-        }
+        c->qnext = NULL;
+        if (w->cq_tail)
+            w->cq_tail->qnext = c;
+        else
+            w->cq_head = c;
+        w->cq_tail = c;
     }
+    pump(w);
 }
 
-/* ---- dead letters and splits --------------------------------------------------------------- */
+/* ---- dead letters and splits ----------------------------------------------------------------- */
 
 static void on_dead(int status, void *arg) {
     entry_t *e = arg;
@@ -574,7 +602,7 @@ static void entry_split(lab_worker_t *w, entry_t *e) {
     w->pending_ops++;
 }
 
-/* ---- claimed entries ------------------------------------------------------------------------ */
+/* ---- claimed entries ------------------------------------------------------------------------- */
 
 static void handle_entry(lab_worker_t *w, batch_t *b, const cga_queue_entry_t *qe,
                          int reclaimed) {
@@ -801,7 +829,7 @@ static void on_reclaim_timer(uv_timer_t *t) {
     do_reclaim(t->data);
 }
 
-/* ---- completing (reports + ack) ------------------------------------------------------------ */
+/* ---- completing (reports + ack) -------------------------------------------------------------- */
 
 static void on_retry_timer(uv_timer_t *t) {
     lab_worker_t *w = t->data;
@@ -886,7 +914,7 @@ static void group_send(lab_worker_t *w, group_t *g) {
     w->pending_ops++;
 }
 
-/* ---- heartbeat --------------------------------------------------------------------------------- */
+/* ---- heartbeat ------------------------------------------------------------------------------- */
 
 static void write_metrics_file(lab_worker_t *w) {
     if (!w->metrics_file) return;
@@ -973,7 +1001,7 @@ static void on_redis_state(int up, int status, void *arg) {
     }
 }
 
-/* ---- shutdown ---------------------------------------------------------------------------------- */
+/* ---- shutdown -------------------------------------------------------------------------------- */
 
 static void on_handle_closed(uv_handle_t *h) {
     lab_worker_t *w = h->data;
@@ -1079,7 +1107,7 @@ void lab_worker_stop(lab_worker_t *w) {
     maybe_finish(w);
 }
 
-/* ---- life cycle ---------------------------------------------------------------------------------- */
+/* ---- life cycle ------------------------------------------------------------------------------ */
 
 int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_t *o,
                       cga_plugin_t **plugins, size_t nplugins) {

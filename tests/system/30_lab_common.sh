@@ -41,6 +41,9 @@ fail() {
     exit 1
 }
 
+# fails MESSAGE: fail, with the summary's counts appended
+fails() { fail "$*: $(summary | tr '\n' ' ')"; }
+
 start_redis() {
     redis-server --port 0 --unixsocket "$T_DIR/redis.sock" --save '' --appendonly no \
         --daemonize no --dir "$T_DIR" >"$T_DIR/redis-server.out" 2>&1 &
@@ -143,7 +146,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     enqueue_tasks faulty OK 10 4
     enqueue_tasks faulty ERR 2 1
     start_lab smoke --plugin "$CGA_FIXTURE_PLUGIN_DIR/faulty.so"
-    wait_for 20 reports_at_least 12 || fail "expected 12 reports: $(summary | tr '\n' ' ')"
+    wait_for 20 reports_at_least 12 || fails "expected 12 reports"
     wait_for 10 pending_is 0 || fail "entries still pending"
     [ "$(summary_get workers)" = 1 ] || fail "no heartbeat"
     [ "$(summary_get report_error)" = 2 ] || fail "expected 2 error reports"

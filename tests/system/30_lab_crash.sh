@@ -20,7 +20,8 @@ done_yet() {
 crashes=0 runs=0
 deadline=$(($(date +%s) + 60))
 while ! done_yet; do
-    [ "$(date +%s)" -lt "$deadline" ] || fail "not settled after 60 s ($runs labs, $crashes crashes): $(summary | tr '\n' ' ')"
+    [ "$(date +%s)" -lt "$deadline" ] ||
+        fails "not settled after 60 s ($runs labs, $crashes crashes)"
     runs=$((runs + 1))
     start_lab "lab$runs" --plugin "$CGA_FIXTURE_PLUGIN_DIR/faulty.so" --lease-ms 500 \
         --max-deliveries 3 --concurrency 1

@@ -15,9 +15,9 @@ rcli XADD "$QKEY" '*' other field >/dev/null                             # no m 
 enqueue_tasks faulty OK 5 5 B
 
 start_lab garbage --plugin "$CGA_FIXTURE_PLUGIN_DIR/faulty.so"
-wait_for 20 reports_at_least 10 || fail "expected 10 reports: $(summary | tr '\n' ' ')"
+wait_for 20 reports_at_least 10 || fails "expected 10 reports"
 wait_for 10 pending_is 0 || fail "entries still pending"
-[ "$(summary_get analysis_dead)" = 4 ] || fail "expected 4 dead letters, got $(summary_get analysis_dead)"
+[ "$(summary_get analysis_dead)" = 4 ] || fails "expected 4 dead letters"
 [ "$(summary_get report_error)" = 0 ] || fail "unexpected error reports"
 
 # Each dead letter names its reason; the one without m says so.

@@ -20,7 +20,7 @@ enqueue_tasks faulty OK 5 1 C                  # five single-task entries, stuck
 start_lab lab1 --plugin "$CGA_FIXTURE_PLUGIN_DIR/faulty.so" --concurrency 1 --lease-ms 1000
 LAB1=$LAB_PID
 wait_for 20 reports_at_least 4 || fail "lab1 did not report A"
-wait_for 10 pending_is 6 || fail "expected 6 entries pending on lab1, got $(summary_get analysis_pending)"
+wait_for 10 pending_is 6 || fails "expected 6 entries pending on lab1"
 sleep 0.3
 [ "$(summary_get report_tasks)" = 4 ] || fail "lab1 reported more than A"
 kill -9 "$LAB1"
@@ -30,10 +30,10 @@ wait "$LAB1" 2>/dev/null || true
 start_lab lab2 --plugin "$CGA_FIXTURE_PLUGIN_DIR/faulty.so" --concurrency 2 --lease-ms 1000 \
     --max-deliveries 3 --grace-ms 500
 LAB2=$LAB_PID
-wait_for 30 reports_at_least 12 || fail "expected 12 reports after reclaim: $(summary | tr '\n' ' ')"
+wait_for 30 reports_at_least 12 || fails "expected 12 reports after reclaim"
 grep -q "split into 4 single-task entries" "$T_DIR/lab2.log" || fail "B was not split"
 # The hanging task: reclaimed by lab2 from itself until past the limit, then dead-lettered.
-wait_for 30 pending_is 0 || fail "entries still pending: $(summary | tr '\n' ' ')"
+wait_for 30 pending_is 0 || fails "entries still pending"
 [ "$(summary_get analysis_dead)" = 1 ] || fail "expected the HANG task in the dead letters"
 rcli XRANGE "$DKEY" - + | grep -aq "delivered 4 times (limit 3)" || fail "dead letter reason"
 rcli XRANGE "$DKEY" - + | grep -aq "B/2/faulty" || fail "the dead letter is not the HANG task"

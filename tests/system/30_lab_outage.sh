@@ -17,7 +17,7 @@ kill -0 "$LAB_PID" || fail "the lab died with Redis"
 start_redis
 t0=$(date +%s%N)
 enqueue_tasks faulty OK 6 3 B
-wait_for 10 reports_at_least 6 || fail "not consuming after Redis came back: $(summary | tr '\n' ' ')"
+wait_for 10 reports_at_least 6 || fails "not consuming after Redis came back"
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ "$ms" -lt 5000 ] || fail "took $ms ms to consume again"
 wait_for 5 pending_is 0 || fail "entries pending after the restart"
@@ -34,10 +34,10 @@ rcli CONFIG SET maxmemory 1 >/dev/null
 kill -CONT "$LAB_PID"
 sleep 2
 grep -q "writing reports failed" "$T_DIR/lab1.log" || fail "no OOM failure logged"
-[ "$(rcli XPENDING "$QKEY" labs | head -1)" = 2 ] || fail "expected the 2 entries pending during OOM"
+[ "$(rcli XPENDING "$QKEY" labs | head -1)" = 2 ] || fails "expected 2 entries pending (OOM)"
 [ "$(summary_get report_tasks)" = 6 ] || fail "reports written during OOM"
 rcli CONFIG SET maxmemory 0 >/dev/null
-wait_for 10 reports_at_least 14 || fail "reports not written after OOM: $(summary | tr '\n' ' ')"
+wait_for 10 reports_at_least 14 || fails "reports not written after OOM"
 wait_for 5 pending_is 0 || fail "entries pending after OOM"
 grep -q "writing reports again" "$T_DIR/lab1.log" || fail "no recovery log line after OOM"
 

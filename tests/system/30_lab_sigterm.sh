@@ -20,13 +20,13 @@ rc=0; wait "$LAB1" || rc=$?
 [ "$rc" = 0 ] || fail "lab1 exited $rc after SIGTERM"
 grep -q "stopped:" "$T_DIR/lab1.log" || fail "lab1 did not stop cleanly"
 # Nothing it claimed is left pending: every claimed entry was reported and acknowledged.
-[ "$(summary_get analysis_pending)" = 0 ] || fail "lab1 left entries pending: $(summary | tr '\n' ' ')"
+[ "$(summary_get analysis_pending)" = 0 ] || fails "lab1 left entries pending"
 [ "$(rcli EXISTS "$NS:state:worker:lab1")" = 0 ] || fail "heartbeat key left behind"
 done1=$(summary_get report_tasks)
 echo "lab1 reported $done1 of $N tasks before SIGTERM"
 
 start_lab lab2 --plugin trend,volatility,momentum --plugin-dir "$CGA_PLUGIN_DIR"
-wait_for 60 reports_at_least "$N" || fail "expected $N reports: $(summary | tr '\n' ' ')"
+wait_for 60 reports_at_least "$N" || fails "expected $N reports"
 wait_for 10 pending_is 0 || fail "entries pending"
 [ "$(summary_get report_tasks)" = "$N" ] || fail "expected exactly $N distinct task ids"
 [ "$(summary_get analysis_lag)" = 0 ] || fail "entries never delivered"
