@@ -672,7 +672,7 @@ static void dec_init(dec_t *d, cga_proto_reader_t *r, const char *data, size_t l
                      const char *kind) {
     d->r = r;
     d->c.p = (const uint8_t *)data;
-    d->c.end = (const uint8_t *)data + (data ? len : 0);
+    d->c.end = data ? (const uint8_t *)data + len : NULL; /* NULL input: empty */
     d->kind = kind;
     d->idx = -1;
     d->field = NULL;
