@@ -544,6 +544,10 @@ static void on_dead(int status, void *arg) {
     if (status == CGA_OK) {
         w->dead++;
         cga_counter_add(w->m_dead, 1);
+    } else if (status == CGA_ENOTFOUND) {
+        CGA_LOG(CGA_LOG_INFO, 0,
+                "entry %s is no longer pending here (acknowledged, or taken by another lab)",
+                e->qe->id);
     } else {
         CGA_LOG(CGA_LOG_WARN, status,
                 "dead-lettering entry %s failed; it stays pending and comes back after the lease",
@@ -579,6 +583,10 @@ static void on_split(int status, void *arg) {
         CGA_LOG(CGA_LOG_INFO, 0,
                 "entry %s (delivery %" PRIu64 ") split into %zu single-task entries",
                 e->qe->id, e->qe->deliveries, e->ntasks);
+    } else if (status == CGA_ENOTFOUND) {
+        CGA_LOG(CGA_LOG_INFO, 0,
+                "entry %s is no longer pending here (acknowledged, or taken by another lab)",
+                e->qe->id);
     } else {
         CGA_LOG(CGA_LOG_WARN, status,
                 "splitting entry %s failed; it stays pending and comes back after the lease",
