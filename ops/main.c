@@ -7,6 +7,7 @@
 #include "cgalpha/app.h"
 #include "cgalpha/config.h"
 #include "cgalpha/err.h"
+#include "bench.h"
 #include "ops.h"
 
 #ifndef CGA_VERSION_STRING
@@ -214,6 +215,16 @@ static const command_t commands[] = {
      "what nobody heard: when a change arrives with a gap in its symbol's sequence numbers, the\n"
      "missing ones are read from <ns>:state:regime_log and printed first, marked recovered.\n",
      watch_settings, COUNT(watch_settings), 0, "warn", ops_cmd_watch},
+    {"bench", "end-to-end benchmark: starts labs and nexus, measures (docs/PERFORMANCE.md)",
+     OPS_PROG " bench [--tasks N] [--batch B] [--labs K] [--plugin noop] [--rate R] [--runs 3]",
+     "In an empty namespace (default cgalpha-bench) of the configured Redis: runs the bare\n"
+     "transport (the same Redis commands, opaque payloads, no codec, no plugin), then starts\n"
+     "--labs cgalpha-lab and one cgalpha-nexus, enqueues --tasks tasks and waits until nexus\n"
+     "consumed every report. Prints throughput, latency percentiles, Redis commands and CPU\n"
+     "per task, CPU and peak RSS of each process, then one JSON line (medians over --runs).\n"
+     "Deletes every key of the namespace after each run. tests/bench/bench.sh runs it against\n"
+     "a private redis-server.\n",
+     ops_bench_settings, OPS_BENCH_NSETTINGS, 0, "warn", ops_cmd_bench},
 };
 
 static void print_commands(FILE *f) {
@@ -256,7 +267,7 @@ int main(int argc, char **argv) {
         if (strcmp(commands[i].name, name) == 0) cmd = &commands[i];
     if (!cmd) {
         fprintf(stderr, "%s: unknown command '%s' (commands: run, enqueue, status, dead, "
-                "accuracy, watch; see %s --help)\n", OPS_PROG, name, OPS_PROG);
+                "accuracy, watch, bench; see %s --help)\n", OPS_PROG, name, OPS_PROG);
         return CGA_EXIT_USAGE;
     }
     /* The command's settings, then CGALPHA_LOG_LEVEL again with the command's default (a later
