@@ -89,3 +89,9 @@ stop_proc() {
 group_pending() { # group_pending QUEUE GROUP -> pending count
     rcli XPENDING "cgalpha:queue:$1" "$2" | head -n1
 }
+
+group_lag() { # group_lag QUEUE GROUP -> entries not yet delivered to the group
+    rcli XINFO GROUPS "cgalpha:queue:$1" | awk -v g="$2" '
+        /^name$/ { getline; name = $0 }
+        /^lag$/ { getline; if (name == g) { print; exit } }'
+}
