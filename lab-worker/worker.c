@@ -884,6 +884,7 @@ static void on_complete(int status, void *arg) {
     list_remove(&w->sending, g);
     if (status != CGA_OK) {
         complete_failed(w, g, status);
+        maybe_claim(w);
         maybe_finish(w);
         return;
     }
@@ -1071,8 +1072,7 @@ static void maybe_finish(lab_worker_t *w) {
             w->retry)
             return;
         w->finishing = 1;
-        uv_timer_stop(&w->hb_timer);
-        uv_timer_stop(&w->grace_timer);
+        uv_timer_stop(&w->hb_timer); /* the grace timer stays: it bounds the closing too */
         uv_timer_stop(&w->claim_timer);
         uv_timer_stop(&w->reclaim_timer);
         uv_timer_stop(&w->retry_timer);
@@ -1090,7 +1090,13 @@ static void on_exit_timer(uv_timer_t *t) {
 
 static void on_grace(uv_timer_t *t) {
     lab_worker_t *w = t->data;
-    if (w->finishing) return;
+    if (w->finishing) {
+        /* Everything is acknowledged; only Redis replies (a heartbeat, its deletion) are
+         * awaited, and Redis is slow or down: do not wait for them. */
+        CGA_LOG(CGA_LOG_WARN, 0, "grace period of %u ms expired while closing; exiting",
+                w->o.grace_ms);
+        _exit(CGA_EXIT_OK);
+    }
     CGA_LOG(CGA_LOG_WARN, 0,
             "grace period of %u ms expired: %zu tasks in %zu entries left pending (%zu still "
             "running); another lab reclaims them after the lease (%u ms)",
