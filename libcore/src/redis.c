@@ -601,7 +601,9 @@ static void conn_lost(cga_redis_t *r, int rc, redisAsyncContext *to_free, const 
     r->attempt = 0;
     r->series = 1;    /* this WARN starts the outage; failed attempts that follow are DEBUG */
     r->series_rc = 0; /* ... whatever their reason, until it changes */
-    if (why) CGA_LOG(CGA_LOG_WARN, 0, "connection to %s lost (%s), reconnecting", r->where, why);
+    if (why)
+        CGA_LOG(CGA_LOG_ERROR, 0, "Redis connection failed: connection to %s lost (%s), reconnecting",
+                r->where, why);
     /* in-flight commands fail with CGA_ECONNLOST (or CGA_ETIMEDOUT for the one that timed out),
      * now or, inside a hiredis callback, as soon as it returns */
     if (to_free) redisAsyncFree(to_free);
@@ -632,10 +634,13 @@ static void attempt_failed(cga_redis_t *r, int rc) {
     if (r->series == 0) r->down_since = now;
     if (r->series == 0 || (r->series_rc != 0 && rc != r->series_rc)) {
         if (r->errtext[0])
-            CGA_LOG(CGA_LOG_WARN, rc, "cannot connect to %s (Redis said: %s), retrying", r->where,
+            CGA_LOG(CGA_LOG_ERROR, rc,
+                    "Redis connection failed: cannot connect to %s (Redis said: %s), retrying",
+                    r->where,
                     r->errtext);
         else
-            CGA_LOG(CGA_LOG_WARN, rc, "cannot connect to %s, retrying", r->where);
+            CGA_LOG(CGA_LOG_ERROR, rc, "Redis connection failed: cannot connect to %s, retrying",
+                    r->where);
     } else {
         CGA_LOG(CGA_LOG_DEBUG, rc, "attempt %u to connect to %s failed", r->series + 1,
                 r->where);

@@ -191,7 +191,7 @@ static void test_auth_password(void) {
     close_redis(&e, r);
 
     /* wrong password: state callback with CGA_EAUTH on every attempt, the password nowhere in
-     * the log (even at DEBUG), one WARN line for the whole series */
+     * the log (even at DEBUG), one ERROR line ("Redis connection failed") for the whole series */
     int level = cga_log_level_current;
     cga_log_set_level(CGA_LOG_DEBUG);
     char path[64], log[16384];
@@ -207,7 +207,8 @@ static void test_auth_password(void) {
     CGA_ASSERT(strstr(log, bad) == NULL);
     CGA_ASSERT(strstr(log, "wr0ng") == NULL);
     CGA_ASSERT(strstr(log, good) == NULL);
-    CGA_ASSERT_EQ(count_str(log, " WARN "), 1);
+    CGA_ASSERT_EQ(count_str(log, " ERROR "), 1);
+    CGA_ASSERT_EQ(count_str(log, "Redis connection failed"), 1);
 
     /* no password at all: NOAUTH is an authentication failure too */
     o.password = NULL;

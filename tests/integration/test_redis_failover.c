@@ -79,8 +79,9 @@ static void test_reconnect_after_kill(void) {
     CGA_ASSERT_EQ(s.connects, 2);
     CGA_ASSERT_EQ(s.disconnects, 1);
     CGA_ASSERT_EQ(s.queued, 0);
-    /* one WARN for the whole outage, one INFO when back */
-    CGA_ASSERT_EQ(count_str(log, " WARN "), 1);
+    /* one ERROR ("Redis connection failed") for the whole outage, one INFO when back */
+    CGA_ASSERT_EQ(count_str(log, " ERROR "), 1);
+    CGA_ASSERT_EQ(count_str(log, "Redis connection failed"), 1);
     CGA_ASSERT(strstr(log, "lost") != NULL);
     CGA_ASSERT_EQ(count_str(log, "reconnected to"), 1);
     ping_ok(&e, r);
