@@ -153,7 +153,7 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 mkdir -p "$T/secrets" "$T/data"
 od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$T/secrets/redis_password"
 (
-    cd "$T/data"
+    cd "$T/data" || exit 1
     export REDIS_USERNAME=cgalpha REDIS_PASSWORD_FILE=$T/secrets/redis_password REDIS_PORT=$PORT
     unset REDIS_URL REDIS_HOST CGALPHA_ENV_FILE
     exec bash "$D/start_redis.sh" --foreground --dir "$T/data" --bind "127.0.0.1"
