@@ -204,6 +204,10 @@ do_start() {
     export LAB_PLUGINS=${LAB_PLUGINS:-trend,volatility,momentum}
 
     cga_redis_target
+    if [ $OWN_REDIS -eq 1 ] && [ -z "$CGA_R_SOCK" ] && ! cga_is_loopback "$CGA_R_HOST"; then
+        cga_die 2 "Redis is configured at $(cga_redis_where), not on this machine:" \
+            "use --no-redis to run the processes against it"
+    fi
     if [ $OWN_REDIS -eq 1 ]; then
         if [ -z "$CGA_R_PASS" ]; then
             new_secret "$RUN/redis.password"
