@@ -92,7 +92,10 @@ static void close_family(validator_t *v) {
     if (!v->fam[0]) return;
     if (v->in_hseries) close_hseries(v);
     CGA_ASSERT(v->nseen < 64);
-    snprintf(v->seen[v->nseen++], sizeof v->seen[0], "%s", v->fam);
+    /* memcpy, not snprintf: GCC's -Wrestrict takes two arrays of one struct for overlapping */
+    size_t n = strnlen(v->fam, sizeof v->seen[0] - 1);
+    memcpy(v->seen[v->nseen], v->fam, n);
+    v->seen[v->nseen++][n] = '\0';
     v->fam[0] = '\0';
 }
 
