@@ -137,6 +137,9 @@ rc=0
 [ $rc -eq 3 ] || fail "status after stop: exit $rc, expected 3"
 out=$(redis-cli -p "$PORT" PING 2>&1 || true)
 case $out in *"Connection refused"*) ;; *) fail "Redis still answers after stop: $out" ;; esac
+if grep -l -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$RUN"/logs/*.log; then
+    fail "sanitizer reports in the logs above"
+fi
 for f in "$RUN"/logs/*.log "$RUN"/redis/redis.log "$T"/*.log "$RUN/stack.env"; do
     grep -qF "$PW" "$f" && fail "$f holds the password"
 done
