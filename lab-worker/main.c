@@ -53,7 +53,8 @@ static const cga_setting_t lab_settings[] = {
     {"LAB_ID", "id", CGA_SET_STR, NULL,
      "worker id: consumer name and heartbeat key (default: <host>-<pid>-<hex>)", 0, 0, 0, NULL},
     {"LAB_MAX_INFLIGHT", "max-inflight", CGA_SET_INT, "0",
-     "tasks claimed and not yet acknowledged, at most (0: 4 x concurrency x 32)", 0, 10000000,
+     "tasks claimed and not yet acknowledged, at most (0: the larger of 4 x concurrency x 32 "
+     "and 2 x claim-count x 32)", 0, 10000000,
      0, NULL},
     {"LAB_METRICS_FILE", "metrics-file", CGA_SET_STR, NULL,
      "write the metrics (Prometheus text) to this file every 2 s and at exit", 0, 0, 0, NULL},

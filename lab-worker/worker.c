@@ -26,13 +26,13 @@
 #define BACKOFF_MIN_MS 50u
 #define CLAIM_BACKOFF_MAX_MS 1000u
 #define COMPLETE_BACKOFF_MAX_MS 2000u
-#define CHUNK_TASKS 16u           /* tasks per thread-pool work item, at most */
+#define CHUNK_TASKS 16u           /* tasks per chunk (a piece of an entry), at most */
 #define GROUP_MAX_REPORTS 1024u   /* reports per reports entry (several claimed entries) */
 #define GROUP_MAX_ENTRIES 256u    /* entries acknowledged by one complete */
 #define GROUP_MAX_BYTES (1024u * 1024u)
 #define SCRATCH_MAX 1024u         /* NUL-terminated copies of a task's id and symbol */
 #define EXIT_DEL_WAIT_MS 1000u    /* grace expired: wait this long for the heartbeat DEL */
-#define NHANDLES 7
+#define NHANDLES 8
 
 /* One claim or reclaim reply: its entries' bytes live here until the last entry is done. */
 typedef struct batch_s {
@@ -49,13 +49,21 @@ typedef struct result_s {
 
 typedef struct entry_s entry_t;
 
-/* A thread-pool work item: tasks [first, first + count) of one entry. */
+/* Tasks [first, first + count) of one entry: the unit a pool thread takes. */
 typedef struct chunk_s {
-    uv_work_t req; /* req.data = this chunk */
     entry_t *entry;
     size_t first, count;
-    struct chunk_s *qnext; /* w's queue of chunks waiting for a plugin thread */
+    struct chunk_s *qnext; /* in w's run queue, then in its done list (under w->mu) */
 } chunk_t;
+
+/* A thread-pool work item: a drain loop that takes chunks from the run queue until it is
+ * empty, posting each finished chunk to the done list. A thread stuck in a plugin holds only
+ * its own chunk; wake-ups are few (one per idle thread started, one per batch of results). */
+typedef struct work_s {
+    uv_work_t req; /* req.data = this item */
+    lab_worker_t *w;
+    struct work_s *next; /* free list */
+} work_t;
 
 enum entry_mode { MODE_RUN = 0, MODE_DEAD = 1, MODE_SPLIT = 2 };
 
@@ -131,7 +139,8 @@ struct lab_worker_s {
     uint64_t claim_outage_ms;
     int metrics_file_failed;
     size_t pending_ops; /* our Redis calls whose callback has not run yet */
-    size_t held_tasks, held_entries, running_tasks;
+    size_t held_tasks, held_entries;
+    size_t running_tasks; /* handed to the pool threads (running or waiting for one) */
     double avg_tasks; /* tasks per entry, moving average, for the claim count */
     /* The lane: reclaimed entries (their lab died or hung: suspects) run one at a time, each
      * reclaimed only once the previous one is acknowledged (or ran longer than the lease), so
@@ -141,10 +150,17 @@ struct lab_worker_s {
     uint64_t lane_since_ms;
     size_t reclaim_streak;
 
-    /* At most o.concurrency chunks are in the libuv pool at once (the pool has one thread
-     * more, kept free for the Redis connection's name resolution); the rest wait here. */
-    chunk_t *cq_head, *cq_tail;
-    size_t pool_busy;
+    /* Chunks to run and chunks done, shared with the pool threads under mu. At most
+     * o.concurrency drain loops are in the libuv pool at once (the pool has one thread more,
+     * kept free for the Redis connection's name resolution). */
+    uv_mutex_t mu;
+    chunk_t *rq_head, *rq_tail; /* run queue */
+    size_t rq_count;
+    chunk_t *dq_head, *dq_tail; /* done list */
+    uv_async_t done_async;      /* posted when the done list stops being empty */
+    size_t drains;              /* drain loops in the pool (loop thread) */
+    int batching;               /* handing out a claimed batch: pump once at its end */
+    work_t *free_work;
 
     entry_t *active; /* entries being run, dead-lettered or split */
     entry_t *free_entries;
@@ -349,8 +365,8 @@ static void copy_str(char *dst, cga_str_t s) {
 
 /* ---- running tasks (thread pool) ------------------------------------------------------------- */
 
-static void chunk_work(uv_work_t *req) {
-    chunk_t *c = req->data;
+/* Runs one chunk's tasks (pool thread). */
+static void run_chunk(const chunk_t *c) {
     entry_t *e = c->entry;
     lab_worker_t *w = e->w;
     char id[SCRATCH_MAX + 1], sym[SCRATCH_MAX + 1];
@@ -378,6 +394,33 @@ static void chunk_work(uv_work_t *req) {
             snprintf(r->out.error, sizeof r->out.error, "plugin %s failed: %s", w->pnames[pi],
                      cga_strerror(rc));
         cga_histogram_observe(w->h_run[pi], (double)dt / 1e6);
+    }
+}
+
+static void drain_run(uv_work_t *req) {
+    work_t *wk = req->data;
+    lab_worker_t *w = wk->w;
+    for (;;) {
+        uv_mutex_lock(&w->mu);
+        chunk_t *c = w->rq_head;
+        if (c) {
+            w->rq_head = c->qnext;
+            if (!w->rq_head) w->rq_tail = NULL;
+            w->rq_count--;
+        }
+        uv_mutex_unlock(&w->mu);
+        if (!c) return;
+        run_chunk(c);
+        uv_mutex_lock(&w->mu);
+        int was_empty = w->dq_head == NULL;
+        c->qnext = NULL;
+        if (w->dq_tail)
+            w->dq_tail->qnext = c;
+        else
+            w->dq_head = c;
+        w->dq_tail = c;
+        uv_mutex_unlock(&w->mu);
+        if (was_empty) uv_async_send(&w->done_async);
     }
 }
 
@@ -467,39 +510,65 @@ static void on_flush(uv_check_t *h) {
         group_put(w, g, 1);
 }
 
-static void chunk_after(uv_work_t *req, int status);
+static void drain_after(uv_work_t *req, int status);
 
-/* Hands queued chunks to the pool while a plugin thread is free. */
+/* Starts drain loops while chunks wait and fewer than o.concurrency loops run. */
 static void pump(lab_worker_t *w) {
-    while (w->pool_busy < w->o.concurrency && w->cq_head) {
-        chunk_t *c = w->cq_head;
-        w->cq_head = c->qnext;
-        if (!w->cq_head) w->cq_tail = NULL;
-        c->qnext = NULL;
-        int rc = uv_queue_work(w->loop, &c->req, chunk_work, chunk_after);
+    uv_mutex_lock(&w->mu);
+    size_t queued = w->rq_count;
+    uv_mutex_unlock(&w->mu);
+    while (w->drains < w->o.concurrency && w->drains < queued) {
+        work_t *wk = w->free_work;
+        if (wk)
+            w->free_work = wk->next;
+        else
+            wk = cga_calloc(1, sizeof *wk);
+        wk->w = w;
+        wk->next = NULL;
+        wk->req.data = wk;
+        int rc = uv_queue_work(w->loop, &wk->req, drain_run, drain_after);
         if (rc != 0) { /* only with a NULL work_cb: a programming error */
             CGA_LOG(CGA_LOG_ERROR, rc, "uv_queue_work");
             abort();
         }
-        w->pool_busy++;
-        w->running_tasks += c->count;
+        w->drains++;
     }
-    update_gauges(w);
 }
 
-static void chunk_after(uv_work_t *req, int status) {
-    chunk_t *c = req->data;
+/* A chunk is done (loop thread): the entry's reports go out when it was the last one. */
+static void chunk_done(lab_worker_t *w, chunk_t *c) {
     entry_t *e = c->entry;
-    lab_worker_t *w = e->w;
-    (void)status; /* never canceled */
     w->running_tasks -= c->count;
-    w->pool_busy--;
-    pump(w);
     if (--e->chunks_left > 0) return;
     entry_report(w, e);
     if (w->open && !uv_is_active((uv_handle_t *)&w->flush_check))
         uv_check_start(&w->flush_check, on_flush);
     entry_put(w, e, 0); /* its tasks are held by the group now */
+}
+
+static void on_done_async(uv_async_t *h) {
+    lab_worker_t *w = h->data;
+    uv_mutex_lock(&w->mu);
+    chunk_t *c = w->dq_head;
+    w->dq_head = w->dq_tail = NULL;
+    uv_mutex_unlock(&w->mu);
+    while (c) {
+        chunk_t *next = c->qnext; /* c's entry may be recycled by chunk_done */
+        chunk_done(w, c);
+        c = next;
+    }
+    update_gauges(w);
+}
+
+static void drain_after(uv_work_t *req, int status) {
+    work_t *wk = req->data;
+    lab_worker_t *w = wk->w;
+    (void)status; /* never canceled */
+    w->drains--;
+    wk->next = w->free_work;
+    w->free_work = wk;
+    pump(w); /* a chunk queued while this loop was leaving */
+    maybe_finish(w);
 }
 
 static void entry_run(lab_worker_t *w, entry_t *e) {
@@ -524,15 +593,22 @@ static void entry_run(lab_worker_t *w, entry_t *e) {
         c->entry = e;
         c->first = k * per;
         c->count = k + 1 == nchunks ? n - c->first : per;
-        c->req.data = c;
-        c->qnext = NULL;
-        if (w->cq_tail)
-            w->cq_tail->qnext = c;
-        else
-            w->cq_head = c;
-        w->cq_tail = c;
     }
-    pump(w);
+    uv_mutex_lock(&w->mu);
+    for (size_t k = 0; k < nchunks; k++) {
+        chunk_t *c = &e->chunks[k];
+        c->qnext = NULL;
+        if (w->rq_tail)
+            w->rq_tail->qnext = c;
+        else
+            w->rq_head = c;
+        w->rq_tail = c;
+    }
+    w->rq_count += nchunks;
+    uv_mutex_unlock(&w->mu);
+    w->running_tasks += n;
+    update_gauges(w);
+    if (!w->batching) pump(w);
 }
 
 /* ---- dead letters and splits ----------------------------------------------------------------- */
@@ -675,7 +751,10 @@ static void handle_batch(lab_worker_t *w, cga_queue_batch_t *qb, int reclaimed) 
         return;
     }
     batch_t *b = batch_get(w, qb); /* one reference for this loop */
+    w->batching = 1;
     for (size_t i = 0; i < qb->n; i++) handle_entry(w, b, &qb->entries[i], reclaimed);
+    w->batching = 0;
+    pump(w);
     batch_unref(w, b);
     update_gauges(w);
 }
@@ -1034,7 +1113,7 @@ static void close_all(lab_worker_t *w) {
         (uv_handle_t *)&w->claim_timer, (uv_handle_t *)&w->reclaim_timer,
         (uv_handle_t *)&w->hb_timer,    (uv_handle_t *)&w->grace_timer,
         (uv_handle_t *)&w->retry_timer, (uv_handle_t *)&w->exit_timer,
-        (uv_handle_t *)&w->flush_check,
+        (uv_handle_t *)&w->flush_check, (uv_handle_t *)&w->done_async,
     };
     for (int i = 0; i < NHANDLES; i++) uv_close(hs[i], on_handle_closed);
     cga_queue_t *q = w->q, *rq = w->rq;
@@ -1069,7 +1148,7 @@ static void maybe_finish(lab_worker_t *w) {
     if (!w->stopping || w->closed || w->exiting) return;
     if (!w->finishing) {
         if (w->held_entries > 0 || w->claiming || w->reclaiming || w->open || w->sending ||
-            w->retry)
+            w->retry || w->drains > 0)
             return;
         w->finishing = 1;
         uv_timer_stop(&w->hb_timer); /* the grace timer stays: it bounds the closing too */
@@ -1098,8 +1177,8 @@ static void on_grace(uv_timer_t *t) {
         _exit(CGA_EXIT_OK);
     }
     CGA_LOG(CGA_LOG_WARN, 0,
-            "grace period of %u ms expired: %zu tasks in %zu entries left pending (%zu still "
-            "running); another lab reclaims them after the lease (%u ms)",
+            "grace period of %u ms expired: %zu tasks in %zu entries left pending (%zu not "
+            "finished by a plugin); another lab reclaims them after the lease (%u ms)",
             w->o.grace_ms, w->held_tasks, w->held_entries, w->running_tasks, w->o.lease_ms);
     /* A plugin may still run on a pool thread: its code can be neither unloaded nor joined.
      * The pending entries are safe in Redis, so leave at once. */
@@ -1126,7 +1205,13 @@ void lab_worker_stop(lab_worker_t *w) {
 int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_t *o,
                       cga_plugin_t **plugins, size_t nplugins) {
     lab_worker_t *w = cga_calloc(1, sizeof *w);
-    int rc;
+    int rc = uv_mutex_init(&w->mu);
+    if (rc != 0) {
+        for (size_t i = 0; i < nplugins; i++) cga_plugin_free(plugins[i]);
+        free(w);
+        *out = NULL;
+        return rc;
+    }
     w->app = app;
     w->loop = cga_app_loop(app);
     w->redis = cga_app_redis(app);
@@ -1137,7 +1222,11 @@ int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_
     w->o.metrics_file = w->metrics_file;
     if (w->o.concurrency == 0) w->o.concurrency = 1;
     if (w->o.claim_count == 0) w->o.claim_count = 1;
-    if (w->o.max_inflight == 0) w->o.max_inflight = 4u * w->o.concurrency * 32u;
+    if (w->o.max_inflight == 0) {
+        /* Room for a whole claim while the previous one is being acknowledged. */
+        size_t by_threads = 4u * w->o.concurrency * 32u, by_claim = 2u * w->o.claim_count * 32u;
+        w->o.max_inflight = by_threads > by_claim ? by_threads : by_claim;
+    }
     w->avg_tasks = 1;
     w->exit_code = CGA_EXIT_OK;
     w->started_us = cga_clock_wall_us();
@@ -1240,6 +1329,9 @@ int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_
     uv_unref((uv_handle_t *)&w->exit_timer); /* never keeps the loop alive by itself */
     uv_check_init(w->loop, &w->flush_check);
     w->flush_check.data = w;
+    uv_async_init(w->loop, &w->done_async, on_done_async);
+    w->done_async.data = w;
+    uv_unref((uv_handle_t *)&w->done_async);
     *out = w;
     return CGA_OK;
 
@@ -1294,6 +1386,11 @@ void lab_worker_free(lab_worker_t *w) {
         if (e->batch) batch_unref(w, e->batch);
         entry_destroy(e);
     }
+    while (w->free_work) {
+        work_t *wk = w->free_work;
+        w->free_work = wk->next;
+        free(wk);
+    }
     while (w->free_batches) {
         batch_t *b = w->free_batches;
         w->free_batches = b->next;
@@ -1319,6 +1416,7 @@ void lab_worker_free(lab_worker_t *w) {
     free(w->h_run);
     free(w->id);
     free(w->metrics_file);
+    uv_mutex_destroy(&w->mu);
     free(w);
 }
 
