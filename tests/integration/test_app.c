@@ -362,7 +362,7 @@ static void test_wrong_password(void) {
         free(log);
     }
     /* the right password from a file works */
-    char pwfile[128];
+    char pwfile[4096];
     snprintf(pwfile, sizeof pwfile, "%s/pw", auth->dir);
     FILE *f = fopen(pwfile, "w");
     fputs("Right-Pw-77\n", f);
