@@ -87,8 +87,8 @@ static void print_help(const cga_app_info_t *info, const char *name, const cga_c
     fprintf(out,
             "\nOptions (each also an environment variable and a .env key; a flag wins over the\n"
             "environment, which wins over the .env file, which wins over the default):\n"
-            "  -h, --help                        show this help and exit\n"
-            "  --version                         show the version and exit\n");
+            "  -h, --help                      show this help and exit\n"
+            "  --version                       show the version and exit\n");
     cga_config_print_help(cfg, out);
     fprintf(out,
             "\nExit codes:\n"
