@@ -1192,7 +1192,7 @@ static void on_grace(uv_timer_t *t) {
 void lab_worker_stop(lab_worker_t *w) {
     if (w->stopping) return;
     w->stopping = 1;
-    CGA_LOG(CGA_LOG_INFO, 0, "stopping: %zu tasks held (%zu running); grace period %u ms",
+    CGA_LOG(CGA_LOG_INFO, 0, "stopping: %zu tasks held (%zu not run yet); grace period %u ms",
             w->held_tasks, w->running_tasks, w->o.grace_ms);
     uv_timer_stop(&w->claim_timer);
     uv_timer_stop(&w->reclaim_timer);
@@ -1305,7 +1305,8 @@ int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_
                                     "Entries moved to the dead letters", NULL);
     w->m_split = cga_metrics_counter(m, "cgalpha_lab_entries_split_total",
                                      "Redelivered entries split into single-task entries", NULL);
-    w->g_running = cga_metrics_gauge(m, "cgalpha_lab_tasks_running", "Tasks running now", NULL);
+    w->g_running = cga_metrics_gauge(m, "cgalpha_lab_tasks_running",
+                                     "Tasks handed to the plugin threads, not finished", NULL);
     w->g_held = cga_metrics_gauge(m, "cgalpha_lab_tasks_held",
                                   "Tasks claimed and not yet acknowledged", NULL);
     w->h_run = cga_calloc(nplugins ? nplugins : 1, sizeof *w->h_run);
