@@ -18,6 +18,11 @@
 #include "cgalpha/redis.h"
 #include "cgalpha/state.h"
 
+/* The semaphore, written even when Redis refuses writes for want of memory (see coord.h). */
+static const char LUA_PUBLISH_OOM[] =
+    "#!lua flags=allow-oom\n"
+    "return redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n";
+
 struct ops_coord_s {
     uv_loop_t *loop;
     cga_redis_t *redis;
@@ -42,6 +47,14 @@ struct ops_coord_s {
     int round_err;
     cga_queue_info_t info;
     uint64_t labs, used, maxmem;
+    int maxmem_known;     /* INFO memory was read at least once */
+    char policy[32];
+
+    int oom;              /* Redis out of memory (latched: see ops_level_oom_latch) */
+    cga_redis_script_t *s_publish;
+    char key[CGA_KEY_MAX]; /* <ns>:state:global_resources */
+    char *last_data;      /* the last ResourceState encoded (republished through OOM) */
+    size_t last_len;
 
     cga_level_t level;
     int published_once;
@@ -56,6 +69,7 @@ static void maybe_free(ops_coord_t *c) {
     if (!c->closing || c->busy > 0 || c->handles_open > 0) return;
     cga_proto_writer_free(c->writer);
     cga_proto_reader_free(c->reader);
+    free(c->last_data);
     void (*done)(void *) = c->done;
     void *arg = c->done_arg;
     free(c);
@@ -88,14 +102,46 @@ static void round_failed(ops_coord_t *c, int rc, const char *what) {
     }
 }
 
-static void on_state_set(int status, void *arg) {
+static void on_published_oom(int status, struct redisReply *r, void *arg) {
     ops_coord_t *c = arg;
+    (void)r;
     c->busy--;
-    if (status < 0) round_failed(c, status, "SET global_resources");
+    if (status < 0) round_failed(c, status, "SET global_resources (allow-oom script)");
     maybe_free(c);
 }
 
-static void finish_round(ops_coord_t *c) {
+static void publish_oom(ops_coord_t *c) {
+    char ttl[16];
+    snprintf(ttl, sizeof ttl, "%u", c->o.state_interval_ms * 3);
+    const char *argv[3] = {c->key, c->last_data, ttl};
+    size_t lens[3] = {strlen(c->key), c->last_len, strlen(ttl)};
+    int rc = cga_redis_evalsha(c->redis, c->s_publish, CGA_REDIS_FAILFAST, on_published_oom, c, 1,
+                               3, argv, lens);
+    if (rc < 0)
+        round_failed(c, rc, "SET global_resources (allow-oom script)");
+    else
+        c->busy++;
+}
+
+static void finish_round(ops_coord_t *c, int via_script);
+
+static void on_state_set(int status, void *arg) {
+    ops_coord_t *c = arg;
+    c->busy--;
+    if (status == CGA_EOOM && !c->closing && c->running) {
+        /* Out of memory: red, published through the allow-oom script (by the round running
+         * now, if one is). */
+        c->oom = 1;
+        if (!c->in_round) finish_round(c, 1);
+    } else if (status < 0) {
+        round_failed(c, status, "SET global_resources");
+    }
+    maybe_free(c);
+}
+
+/* Computes the level and publishes it: by SET, or by the allow-oom script when Redis refuses
+ * writes (via_script: a SET was just answered OOM; or INFO says memory is full). */
+static void finish_round(ops_coord_t *c, int via_script) {
     c->in_round = 0;
     if (c->closing || !c->running || c->round_err) return;
     if (c->warned) {
@@ -105,8 +151,11 @@ static void finish_round(ops_coord_t *c) {
     double tpe = c->o.tasks_per_entry ? c->o.tasks_per_entry(c->o.tpe_arg) : 0;
     uint64_t backlog = ops_backlog_tasks(c->info.lag + c->info.pending, tpe, c->o.batch);
     char reason[200];
-    cga_level_t lvl = ops_level_eval(&c->o.limits, backlog, c->used, c->maxmem, reason,
-                                     sizeof reason);
+    if (c->maxmem_known && !via_script)
+        c->oom = ops_level_oom_latch(&c->o.limits, c->oom, c->used, c->maxmem, c->policy);
+    cga_level_t lvl = ops_level_eval_oom(&c->o.limits, backlog, c->used, c->maxmem, c->policy,
+                                         c->oom, reason, sizeof reason);
+    int full = c->maxmem > 0 && c->used >= c->maxmem && strcmp(c->policy, "noeviction") == 0;
     snprintf(c->reason, sizeof c->reason, "%s", reason);
     if (c->g_backlog) cga_gauge_set(c->g_backlog, (double)backlog);
     if (c->g_labs) cga_gauge_set(c->g_labs, (double)c->labs);
@@ -124,6 +173,12 @@ static void finish_round(ops_coord_t *c) {
     int rc = cga_proto_encode_resource_state(c->writer, &m, &data, &len);
     if (rc < 0) {
         CGA_LOG(CGA_LOG_ERROR, rc, "encoding the ResourceState failed");
+    } else if ((via_script || full) && c->s_publish) {
+        free(c->last_data);
+        c->last_data = cga_malloc(len);
+        memcpy(c->last_data, data, len);
+        c->last_len = len;
+        publish_oom(c);
     } else {
         unsigned ttl = c->o.state_interval_ms * 3;
         rc = cga_state_set(c->state, CGA_STATE_RESOURCES, data, len, ttl, on_state_set, c);
@@ -137,7 +192,7 @@ static void finish_round(ops_coord_t *c) {
 
 static void round_step_done(ops_coord_t *c) {
     c->busy--;
-    if (--c->round_left == 0) finish_round(c);
+    if (--c->round_left == 0) finish_round(c, 0);
     maybe_free(c);
 }
 
@@ -172,6 +227,9 @@ static void on_memory(int status, struct redisReply *r, void *arg) {
         } else {
             c->used = used;
             c->maxmem = maxmem;
+            c->maxmem_known = 1;
+            if (ops_info_str(r->str, r->len, "maxmemory_policy", c->policy, sizeof c->policy) < 0)
+                c->policy[0] = '\0';
         }
     }
     round_step_done(c);
@@ -278,6 +336,12 @@ int ops_coord_create(ops_coord_t **out, uv_loop_t *loop, cga_redis_t *redis,
     if (!c->o.trim_interval_ms) c->o.trim_interval_ms = 10000;
     if (c->o.batch <= 0) c->o.batch = 32;
     c->level = CGA_LEVEL_GREEN;
+    if (!o->follow) {
+        int rc = cga_key(c->key, sizeof c->key, o->ns ? o->ns : CGA_NAMESPACE_DEFAULT,
+                         CGA_KIND_STATE, CGA_STATE_RESOURCES, NULL);
+        if (rc < 0 || cga_redis_script_register(redis, LUA_PUBLISH_OOM, &c->s_publish) < 0)
+            c->s_publish = NULL; /* OOM then leaves the semaphore to expire */
+    }
     cga_proto_writer_create(&c->writer, NULL);
     cga_proto_reader_create(&c->reader, NULL);
     uv_timer_init(loop, &c->state_timer);
@@ -296,6 +360,14 @@ int ops_coord_create(ops_coord_t **out, uv_loop_t *loop, cga_redis_t *redis,
                                        "Semaphore level: 0 green, 1 yellow, 2 red", NULL);
     *out = c;
     return CGA_OK;
+}
+
+void ops_coord_note_write(ops_coord_t *c, int status) {
+    if (status == CGA_EOOM && !c->oom) {
+        c->oom = 1;
+        /* tell the producers now rather than at the next interval */
+        if (c->running && !c->closing && !c->o.follow) start_round(c);
+    }
 }
 
 void ops_coord_on_level(ops_coord_t *c, void (*cb)(cga_level_t, void *), void *arg) {

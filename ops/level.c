@@ -51,6 +51,58 @@ cga_level_t ops_level_eval(const ops_level_limits_t *l, uint64_t backlog, uint64
     return lvl;
 }
 
+static void mib(char *out, size_t n, uint64_t b) {
+    snprintf(out, n, "%.1f MiB", (double)b / (1024.0 * 1024.0));
+}
+
+cga_level_t ops_level_eval_oom(const ops_level_limits_t *l, uint64_t backlog, uint64_t used,
+                               uint64_t maxmem, const char *policy, int oom, char *reason,
+                               size_t n) {
+    cga_level_t lvl = ops_level_eval(l, backlog, used, maxmem, reason, n);
+    int full = maxmem > 0 && used >= maxmem && policy && strcmp(policy, "noeviction") == 0;
+    if (!full && !oom) return lvl;
+    char u[32], m[32];
+    mib(u, sizeof u, used);
+    mib(m, sizeof m, maxmem);
+    if (full)
+        snprintf(reason, n, "OOM: Redis refuses writes (used_memory %s >= maxmemory %s, "
+                 "noeviction)", u, m);
+    else if (maxmem > 0)
+        snprintf(reason, n, "OOM: Redis answered a write with OOM (used_memory %s of maxmemory "
+                 "%s)", u, m);
+    else
+        snprintf(reason, n, "OOM: Redis answered a write with OOM");
+    return CGA_LEVEL_RED;
+}
+
+int ops_level_oom_latch(const ops_level_limits_t *l, int oom, uint64_t used, uint64_t maxmem,
+                        const char *policy) {
+    if (maxmem == 0) return 0;
+    if (used >= maxmem && policy && strcmp(policy, "noeviction") == 0) return 1;
+    if (!oom) return 0;
+    unsigned low = l->yellow_mem_pct < 95 ? l->yellow_mem_pct : 95;
+    return pct(used, maxmem) >= low;
+}
+
+int ops_info_str(const char *info, size_t len, const char *name, char *out, size_t n) {
+    size_t nl = strlen(name);
+    size_t i = 0;
+    while (i < len) {
+        size_t e = i;
+        while (e < len && info[e] != '\n') e++;
+        if (e - i > nl && memcmp(info + i, name, nl) == 0 && info[i + nl] == ':') {
+            size_t k = i + nl + 1, end = e;
+            if (end > k && info[end - 1] == '\r') end--;
+            size_t m = end - k < n - 1 ? end - k : n - 1;
+            memcpy(out, info + k, m);
+            out[m] = '\0';
+            return 0;
+        }
+        i = e + 1;
+    }
+    return -1;
+}
+
 int ops_info_u64(const char *info, size_t len, const char *name, uint64_t *out) {
     size_t nl = strlen(name);
     size_t i = 0;
