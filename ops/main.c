@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cgalpha/app.h"
+#include "cgalpha/buffer.h"
 #include "cgalpha/config.h"
 #include "cgalpha/err.h"
 #include "bench.h"
@@ -46,6 +47,10 @@ static const char *check_queue(const char *v) {
     return "is not analysis or reports";
 }
 
+#define BUFFER_PATH_SETTING(what)                                                               \
+    {.env = "OPS_BUFFER_PATH", .flag = "buffer-path", .type = CGA_SET_STR,                     \
+     .def = CGA_BUFFER_DEFAULT_PATH, .help = what}
+
 /* Settings of the producing commands (run and enqueue). */
 #define PRODUCE_SETTINGS                                                                        \
     {.env = "OPS_SOURCE", .flag = "source", .type = CGA_SET_STR, .def = "synthetic",           \
@@ -82,7 +87,15 @@ static const char *check_queue(const char *v) {
      .help = "entries sent and not yet answered, at most", .min = 1, .max = 100000},           \
     {.env = "OPS_GRACE_MS", .flag = "grace-ms", .type = CGA_SET_INT, .def = "10000",           \
      .help = "on SIGINT/SIGTERM: how long to wait for Redis to accept what was produced",      \
-     .min = 0, .max = 3600000}
+     .min = 0, .max = 3600000},                                                                \
+    {.env = "OPS_MAX_TASK_BYTES", .flag = "max-task-bytes", .type = CGA_SET_INT,               \
+     .def = "1048576", .help = "a task larger than this once encoded is refused (a bad row)",  \
+     .min = 256, .max = 1048576},                                                              \
+    BUFFER_PATH_SETTING("task buffer (SQLite, created with its folders): tasks wait there "    \
+                        "while Redis does not take them; relative to the working directory"), \
+    {.env = "OPS_BUFFER_MAX_BYTES", .flag = "buffer-max-bytes", .type = CGA_SET_INT,           \
+     .def = "0", .help = "size limit of the task buffer file, 0 for none (past it: like a "    \
+     "full disk)", .min = 0, .max = INT64_MAX}
 
 static const cga_setting_t run_settings[] = {
     PRODUCE_SETTINGS,
@@ -121,6 +134,21 @@ static const cga_setting_t enqueue_settings[] = {
 static const cga_setting_t status_settings[] = {
     {.env = "OPS_JSON", .flag = "json", .type = CGA_SET_BOOL, .def = "0",
      .help = "print one JSON object instead of tables"},
+    BUFFER_PATH_SETTING("task buffer whose depth is shown (read-only; nothing when the file "
+                        "does not exist)"),
+};
+
+static const cga_setting_t recover_settings[] = {
+    {.env = "OPS_DRY_RUN", .flag = "dry-run", .type = CGA_SET_BOOL, .def = "0",
+     .help = "print what would be sent (per queue: entries, tasks, first and last task ids) "
+             "and send nothing; needs no Redis"},
+    {.env = "OPS_JSON", .flag = "json", .type = CGA_SET_BOOL, .def = "0",
+     .help = "--dry-run: print one JSON object"},
+    {.env = "OPS_PROGRESS", .flag = "progress", .type = CGA_SET_BOOL, .def = "1",
+     .help = "show a progress bar on stderr when it is a terminal"},
+    BUFFER_PATH_SETTING("task buffer to drain"),
+    {.env = "OPS_MAX_INFLIGHT", .flag = "max-inflight", .type = CGA_SET_INT, .def = "64",
+     .help = "entries sent and not yet answered, at most", .min = 1, .max = 100000},
 };
 
 static const cga_setting_t watch_settings[] = {
@@ -215,6 +243,16 @@ static const command_t commands[] = {
      "what nobody heard: when a change arrives with a gap in its symbol's sequence numbers, the\n"
      "missing ones are read from <ns>:state:regime_log and printed first, marked recovered.\n",
      watch_settings, COUNT(watch_settings), 0, "warn", ops_cmd_watch},
+    {"recover", "send the task buffer to Redis by hand (or --dry-run: show it)",
+     OPS_PROG " recover [--dry-run [--json]] [--buffer-path PATH]",
+     "Sends the entries waiting in the task buffer (those of this namespace) to their queues,\n"
+     "oldest first, deleting each row once Redis accepted it, and prints what it sent. Takes the\n"
+     "buffer's drain lease: while a running ops (or another recover) drains the same file it\n"
+     "refuses with one line and exit 1. --dry-run opens the file read-only, prints per queue the\n"
+     "entries, tasks, first and last task ids and age, and sends nothing (no Redis needed).\n"
+     "Exit 0 when the buffer is empty afterwards (or nothing to do), 1 when Redis refused an\n"
+     "entry (the rest stays), 3/4 when Redis is unreachable or rejects the credentials.\n",
+     recover_settings, COUNT(recover_settings), 0, "warn", ops_cmd_recover},
     {"bench", "end-to-end benchmark: starts labs and nexus, measures (docs/PERFORMANCE.md)",
      OPS_PROG " bench [--tasks N] [--batch B] [--labs K] [--plugin noop] [--rate R] [--runs 3]",
      "In an empty namespace (default cgalpha-bench) of the configured Redis: runs the bare\n"
@@ -267,7 +305,7 @@ int main(int argc, char **argv) {
         if (strcmp(commands[i].name, name) == 0) cmd = &commands[i];
     if (!cmd) {
         fprintf(stderr, "%s: unknown command '%s' (commands: run, enqueue, status, dead, "
-                "accuracy, watch, bench; see %s --help)\n", OPS_PROG, name, OPS_PROG);
+                "accuracy, watch, recover, bench; see %s --help)\n", OPS_PROG, name, OPS_PROG);
         return CGA_EXIT_USAGE;
     }
     /* The command's settings, then CGALPHA_LOG_LEVEL again with the command's default (a later

@@ -12,6 +12,7 @@
 
 #include "cgalpha/alloc.h"
 #include "cgalpha/app.h"
+#include "cgalpha/buffer.h"
 #include "cgalpha/clock.h"
 #include "cgalpha/config.h"
 #include "cgalpha/err.h"
@@ -44,6 +45,7 @@ typedef struct prod_s {
     FILE *truth;
     char *truth_path;
     cga_queue_t *qa, *qr;
+    cga_buffer_t *buffer;
     cga_state_t *state;
     cga_metrics_t *metrics;
     cga_lock_t *lock;
@@ -56,6 +58,7 @@ typedef struct prod_s {
     int finished;
     int active;
     int done_logged;
+    int store_stop;      /* enqueue: stopped because neither Redis nor the buffer took tasks */
     uint64_t grace_ms;
     uint64_t grace_deadline;
     uint64_t t0_us;
@@ -65,21 +68,65 @@ typedef struct prod_s {
     char lockkey[CGA_KEY_MAX];
 } prod_t;
 
+/* "127.0.0.1:6379", "[::1]:6379" or "unix:/path" (db N), as configured. */
+static void describe_redis(const cga_config_t *cfg, char *out, size_t n) {
+    cga_redis_opts_t o;
+    char err[256];
+    if (cga_config_redis_opts(cfg, &o, err, sizeof err) != CGA_OK) {
+        snprintf(out, n, "Redis");
+        return;
+    }
+    if (o.unix_path)
+        snprintf(out, n, "unix:%s", o.unix_path);
+    else if (o.host && strchr(o.host, ':'))
+        snprintf(out, n, "[%s]:%d", o.host, o.port);
+    else
+        snprintf(out, n, "%s:%d", o.host ? o.host : "127.0.0.1", o.port);
+    if (o.db) snprintf(out + strlen(out), n - strlen(out), " db %d", o.db);
+}
+
 int ops_connect(cga_app_t *a, const char *command) {
     /* `run` is a service: Redis absent at start is an outage like any other, so it waits for
      * it (a wrong password still ends it at once); the one-shot tools give up after the
-     * connect timeout. */
-    int64_t t = cga_config_int(cga_app_config(a), "REDIS_CONNECT_TIMEOUT_MS");
-    int rc = cga_app_wait_connected(a, strcmp(command, "run") == 0 ? 0 : (unsigned)t);
+     * connect timeout, with one line on stderr (the connection's own log lines are held back
+     * at the default log level, so that the line stands alone). */
+    const cga_config_t *cfg = cga_app_config(a);
+    int64_t t = cga_config_int(cfg, "REDIS_CONNECT_TIMEOUT_MS");
+    int service = strcmp(command, "run") == 0;
+    int level = cga_log_level_current;
+    int quiet = !service && level >= CGA_LOG_WARN;
+    if (quiet) cga_log_set_level(CGA_LOG_OFF);
+    int rc = cga_app_wait_connected(a, service ? 0 : (unsigned)t);
+    if (quiet) cga_log_set_level(level);
     if (rc == CGA_OK) return -1;
     int code = cga_app_exit_code(rc);
     if (rc == CGA_ECANCELED) return code;
-    /* The app logs the failure as an ERROR line; say it ourselves only when logs are off. */
-    if (cga_log_level_current > CGA_LOG_ERROR)
-        ops_error(command, "%s: %s",
-                  code == CGA_EXIT_AUTH ? "Redis refused the connection" : "Redis is unreachable",
-                  cga_strerror(rc));
+    if (!quiet && level <= CGA_LOG_ERROR) return code; /* the connection logged it */
+    char where[320];
+    describe_redis(cfg, where, sizeof where);
+    if (rc == CGA_EAUTH)
+        ops_error(command, "cannot connect to %s: authentication failed (check REDIS_PASSWORD, "
+                  "REDIS_USERNAME or REDIS_URL)", where);
+    else if (rc == CGA_ESELECT)
+        ops_error(command, "cannot connect to %s: the database index was rejected (check "
+                  "REDIS_DB or REDIS_URL, and 'databases' in redis.conf)", where);
+    else
+        ops_error(command, "cannot connect to %s: %s (gave up after %lld ms)", where,
+                  cga_strerror(rc), (long long)t);
     return code;
+}
+
+/* Opens the task buffer (OPS_BUFFER_PATH) read-write: exit code 1 with one line when it cannot
+ * be used, -1 when open. */
+int ops_open_buffer(const cga_config_t *cfg, const char *command, cga_buffer_t **out) {
+    cga_buffer_opts_t bo;
+    cga_buffer_opts_init(&bo);
+    bo.max_bytes = (uint64_t)cga_config_int(cfg, "OPS_BUFFER_MAX_BYTES");
+    char err[1024];
+    int rc = cga_buffer_open(out, cga_config_str(cfg, "OPS_BUFFER_PATH"), &bo, err, sizeof err);
+    if (rc == CGA_OK) return -1;
+    ops_error(command, "%s (OPS_BUFFER_PATH / --buffer-path)", err);
+    return CGA_EXIT_FAILURE;
 }
 
 static void split_labs(prod_t *p) {
@@ -128,6 +175,17 @@ static void clear_progress(prod_t *p) {
     }
 }
 
+static void begin_stop(prod_t *p, const char *why) {
+    p->stopping = 1;
+    p->grace_deadline = uv_now(p->loop) + p->grace_ms;
+    clear_progress(p);
+    CGA_LOG(CGA_LOG_INFO, 0, "%s: stopping; waiting up to %" PRIu64 " ms for Redis (or the task "
+            "buffer) to take what was produced", why, p->grace_ms);
+    ops_producer_stop(p->prod);
+    if (p->coord) ops_coord_stop(p->coord);
+    kick(p);
+}
+
 static void evaluate(prod_t *p) {
     if (p->finished) return;
     ops_producer_stats_t st;
@@ -142,7 +200,18 @@ static void evaluate(prod_t *p) {
     }
     int idle = ops_producer_is_idle(p->prod);
     if (p->stopping) {
-        if (idle || uv_now(p->loop) >= p->grace_deadline) finish(p);
+        /* Everything in Redis; or in Redis and the buffer while Redis is away; or the grace
+         * period is over (what is left goes to the buffer at the end). */
+        if (idle || (ops_producer_is_settled(p->prod) && !cga_redis_is_connected(p->redis)) ||
+            uv_now(p->loop) >= p->grace_deadline)
+            finish(p);
+        return;
+    }
+    if (!p->is_run && st.store_failing && !cga_redis_is_connected(p->redis)) {
+        /* enqueue: neither Redis nor the buffer takes tasks: stop producing, retry both for the
+         * grace period, then report what could not be stored. */
+        p->store_stop = 1;
+        begin_stop(p, "the task buffer refuses entries and Redis is down");
         return;
     }
     if (st.source_done && (!p->is_run || p->exit_when_done) && idle) finish(p);
@@ -171,14 +240,7 @@ static void on_tick(uv_timer_t *t) {
 static void on_signal(int signum, void *arg) {
     prod_t *p = arg;
     if (p->stopping || p->finished) return;
-    p->stopping = 1;
-    p->grace_deadline = uv_now(p->loop) + p->grace_ms;
-    clear_progress(p);
-    CGA_LOG(CGA_LOG_INFO, 0, "%s: stopping; waiting up to %" PRIu64 " ms for Redis to accept "
-            "what was produced", signum == SIGINT ? "SIGINT" : "SIGTERM", p->grace_ms);
-    ops_producer_stop(p->prod);
-    if (p->coord) ops_coord_stop(p->coord);
-    kick(p);
+    begin_stop(p, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 /* ---- the lock (run) ---------------------------------------------------------------------- */
@@ -242,6 +304,11 @@ static void on_level(cga_level_t level, void *arg) {
     ops_producer_set_level(p->prod, level);
 }
 
+static void on_write(int status, void *arg) {
+    prod_t *p = arg;
+    if (p->coord) ops_coord_note_write(p->coord, status);
+}
+
 static double tasks_per_entry(void *arg) {
     prod_t *p = arg;
     return ops_producer_tasks_per_entry(p->prod);
@@ -271,6 +338,9 @@ static int make_queue(prod_t *p, cga_queue_t **q, const char *name, const char *
     o.group = group;
     o.batch_max = (size_t)cga_config_int(p->cfg, "OPS_BATCH");
     o.linger_us = (unsigned)cga_config_int(p->cfg, "OPS_LINGER_US");
+    /* Nothing waits for Redis in the connection's queue: while it is down entries go to the
+     * task buffer at once, and coordinator rounds fail fast. */
+    o.redis_flags = CGA_REDIS_FAILFAST;
     int64_t ct = cga_config_int(p->cfg, "REDIS_COMMAND_TIMEOUT_MS");
     if (ct > 0) o.command_timeout_ms = (unsigned)ct;
     int rc = cga_queue_create(q, p->loop, p->redis, &o);
@@ -320,16 +390,34 @@ static int open_source(prod_t *p) {
     return -1;
 }
 
-static void print_summary(prod_t *p, const ops_producer_stats_t *st) {
+static void print_summary(prod_t *p, const ops_producer_stats_t *st, uint64_t lost,
+                          uint64_t left) {
     double secs = (double)(cga_clock_wall_us() - p->t0_us) / 1e6;
     double rate = secs > 0 ? (double)st->tasks_ok / secs : 0;
     printf("enqueued %" PRIu64 " tasks in %" PRIu64 " entries in %.3f s (%.0f tasks/s)",
            st->tasks_ok, st->entries_ok, secs, rate);
+    if (st->drained_tasks) printf(", %" PRIu64 " via the task buffer", st->drained_tasks);
     if (st->bad_rows) printf(", %" PRIu64 " bad rows", st->bad_rows);
-    if (st->kept_tasks) printf(", %" PRIu64 " tasks NOT delivered", st->kept_tasks);
-    if (p->stopping) printf(" (interrupted)");
+    if (st->too_big) printf(", %" PRIu64 " tasks too big", st->too_big);
+    if (left) printf(", %" PRIu64 " tasks left in the task buffer", left);
+    if (lost) printf(", %" PRIu64 " tasks could not be stored", lost);
+    if (p->store_stop)
+        printf(" (stopped)");
+    else if (p->stopping)
+        printf(" (interrupted)");
     printf("\n");
     fflush(stdout);
+}
+
+/* Tasks of this namespace's analysis queue in the buffer. */
+static uint64_t buffer_left(prod_t *p) {
+    cga_buffer_stats_t *s = NULL;
+    uint64_t n = 0;
+    if (!p->buffer || !p->qa || cga_buffer_stats(p->buffer, &s) != CGA_OK) return 0;
+    for (size_t i = 0; i < s->nqueues; i++)
+        if (strcmp(s->queues[i].queue, cga_queue_key(p->qa)) == 0) n += s->queues[i].tasks;
+    cga_buffer_stats_free(s);
+    return n;
 }
 
 static int produce(cga_app_t *a, int is_run) {
@@ -356,6 +444,9 @@ static int produce(cga_app_t *a, int is_run) {
     }
     code = open_source(p);
     if (code >= 0) goto out;
+    /* The buffer first: a path that cannot be used fails before any task is at stake. */
+    code = ops_open_buffer(p->cfg, p->cmd, &p->buffer);
+    if (code >= 0) goto out;
     code = ops_connect(a, p->cmd);
     if (code >= 0) goto out;
 
@@ -375,9 +466,13 @@ static int produce(cga_app_t *a, int is_run) {
         .nlabs = p->nlabs,
         .batch = (size_t)cga_config_int(p->cfg, "OPS_BATCH"),
         .bar_rate = (unsigned)cga_config_int(p->cfg, "OPS_BAR_RATE"),
+        .linger_us = (unsigned)cga_config_int(p->cfg, "OPS_LINGER_US"),
         .max_inflight = (size_t)cga_config_int(p->cfg, "OPS_MAX_INFLIGHT"),
+        .max_task_bytes = (size_t)cga_config_int(p->cfg, "OPS_MAX_TASK_BYTES"),
+        .on_write = on_write,
+        .on_write_arg = p,
     };
-    int rc = ops_producer_create(&p->prod, p->loop, p->redis, p->qa, p->metrics, &po);
+    int rc = ops_producer_create(&p->prod, p->loop, p->redis, p->qa, p->buffer, p->metrics, &po);
     if (rc < 0) {
         ops_error(p->cmd, "cannot start the producer: %s", cga_strerror(rc));
         code = CGA_EXIT_FAILURE;
@@ -386,6 +481,7 @@ static int produce(cga_app_t *a, int is_run) {
     ops_producer_on_change(p->prod, on_change, p);
 
     ops_coord_opts_t co = {
+        .ns = p->ns,
         .follow = !is_run,
         .state_interval_ms = (unsigned)cga_config_int(p->cfg, "OPS_STATE_INTERVAL_MS"),
         .batch = (double)po.batch,
@@ -441,8 +537,9 @@ static int produce(cga_app_t *a, int is_run) {
     code = CGA_EXIT_OK;
 
 out:
-    /* Teardown: the lock (released), the coordinator, the queues (unsent entries come back to
-     * the producer as kept), then the producer. */
+    /* Teardown: the producer stops sending; the lock (released), the coordinator and the
+     * queues close (outcomes of entries in flight come back to the producer); then whatever
+     * Redis did not take goes to the buffer. */
     if (p->timers_open) {
         uv_timer_stop(&p->check);
         uv_timer_stop(&p->tick);
@@ -452,6 +549,7 @@ out:
         p->timers_open = 0;
     }
     clear_progress(p);
+    if (p->prod) ops_producer_quiesce(p->prod);
     if (p->lock) {
         p->closes++;
         cga_lock_close(p->lock, on_closed, p);
@@ -470,27 +568,37 @@ out:
     }
     while (p->closes > 0) uv_run(p->loop, UV_RUN_ONCE);
     if (p->prod) {
+        uint64_t lost = ops_producer_finish(p->prod);
         ops_producer_stats_t st;
         ops_producer_stats(p->prod, &st);
         if (code == CGA_EXIT_OK) {
-            if (st.kept_tasks > 0) {
-                CGA_LOG(CGA_LOG_ERROR, 0, "%" PRIu64 " tasks (%zu entries) were not accepted by "
-                        "Redis and are lost", st.kept_tasks, st.kept_entries);
+            uint64_t left = buffer_left(p);
+            if (left > 0)
+                CGA_LOG(CGA_LOG_WARN, 0, "%" PRIu64 " tasks wait in the task buffer %s (Redis "
+                        "did not take them yet): the next run or enqueue in this directory, or "
+                        "`cgalpha-ops recover`, sends them", left, cga_buffer_path(p->buffer));
+            if (lost > 0 || st.source_error || st.rejected) {
                 code = CGA_EXIT_FAILURE;
-            } else if (st.source_error || st.rejected) {
-                code = CGA_EXIT_FAILURE;
-            } else if (st.bad_rows > 0) {
+            } else if (st.bad_rows > 0 || st.too_big > 0) {
                 code = CGA_EXIT_DATA;
             }
             if (st.bad_rows > 0)
                 CGA_LOG(CGA_LOG_WARN, 0, "%" PRIu64 " bad rows were refused (see above); the "
                         "%" PRIu64 " good rows were used", st.bad_rows, st.rows);
-            if (!is_run) print_summary(p, &st);
+            if (st.too_big > 0)
+                CGA_LOG(CGA_LOG_WARN, 0, "%" PRIu64 " tasks were refused as too big (see above; "
+                        "--max-task-bytes %lld); the others were produced", st.too_big,
+                        (long long)cga_config_int(p->cfg, "OPS_MAX_TASK_BYTES"));
+            if (lost > 0 && !is_run)
+                ops_error(p->cmd, "%" PRIu64 " tasks could not be stored (Redis down and the "
+                          "task buffer refused them: %s)", lost, cga_buffer_errmsg(p->buffer));
+            if (!is_run) print_summary(p, &st, lost, left);
         }
         p->closes++;
         ops_producer_close(p->prod, on_closed, p);
         while (p->closes > 0) uv_run(p->loop, UV_RUN_ONCE);
     }
+    cga_buffer_free(p->buffer);
     cga_state_free(p->state);
     cga_metrics_free(p->metrics);
     ops_source_close(p->src);

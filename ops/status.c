@@ -18,6 +18,7 @@
 #include "cgalpha/queue.h"
 #include "cgalpha/redis.h"
 #include "cgalpha/state.h"
+#include "bufview.h"
 #include "ops.h"
 
 #define TXT 160
@@ -53,6 +54,7 @@ typedef struct status_s {
     regime_row_t *regimes;
     size_t nregimes;
     size_t undecodable;
+    ops_bufview_t buf;
 } status_t;
 
 static const char *const queue_names[2] = {CGA_QUEUE_ANALYSIS, CGA_QUEUE_REPORTS};
@@ -201,7 +203,7 @@ static void print_json(const status_t *s, const char *ns, uint64_t now) {
     FILE *f = stdout;
     fputs("{\"namespace\":", f);
     ops_json_str(f, ns, strlen(ns));
-    fputs(",\"queues\":{", f);
+    fputs(",\"redis\":{\"reachable\":true},\"queues\":{", f);
     for (int i = 0; i < 2; i++) {
         const cga_queue_info_t *q = &s->info[i];
         fprintf(f, "%s\"%s\":{\"length\":%" PRIu64 ",\"lag\":%" PRIu64 ",\"pending\":%" PRIu64
@@ -244,7 +246,30 @@ static void print_json(const status_t *s, const char *ns, uint64_t now) {
                 cga_regime_name(r->from), r->seq, (long long)r->ws, r->conf,
                 age_s(r->ts_us, now));
     }
-    fprintf(f, "],\"undecodable\":%zu}\n", s->undecodable);
+    fputs("],\"buffer\":", f);
+    ops_bufview_json(f, &s->buf, ns, now / 1000);
+    fprintf(f, ",\"undecodable\":%zu}\n", s->undecodable);
+}
+
+/* Redis cannot be read: what is known without it (the outage and the local task buffer). */
+static void print_unreachable(const status_t *s, const char *ns, int json, int rc) {
+    FILE *f = stdout;
+    uint64_t now = cga_clock_wall_us();
+    const char *why = cga_strerror(rc ? rc : CGA_ENOTCONN);
+    if (json) {
+        fputs("{\"namespace\":", f);
+        ops_json_str(f, ns, strlen(ns));
+        fputs(",\"redis\":{\"reachable\":false,\"error\":", f);
+        ops_json_str(f, why, strlen(why));
+        fputs("},\"queues\":null,\"semaphore\":null,\"labs\":[],\"regimes\":[],\"buffer\":", f);
+        ops_bufview_json(f, &s->buf, ns, now / 1000);
+        fputs(",\"undecodable\":0}\n", f);
+    } else {
+        fprintf(f, "namespace %s\n\nredis      UNREACHABLE: %s (queues, labs, semaphore and "
+                "regimes unknown)\n\n", ns, why);
+        ops_bufview_text(f, &s->buf, ns, now / 1000);
+    }
+    fflush(f);
 }
 
 static void print_human(const status_t *s, const char *ns, uint64_t now) {
@@ -296,6 +321,8 @@ static void print_human(const status_t *s, const char *ns, uint64_t now) {
                     age_s(r->ts_us, now));
         }
     }
+    fputs("\n", f);
+    ops_bufview_text(f, &s->buf, ns, now / 1000);
     if (s->undecodable) fprintf(f, "\n%zu state values could not be decoded\n", s->undecodable);
 }
 
@@ -307,13 +334,20 @@ static void on_queue_closed(void *arg) {
 int ops_cmd_status(cga_app_t *a) {
     const cga_config_t *cfg = cga_app_config(a);
     int json = cga_config_bool(cfg, "OPS_JSON");
-    int code = ops_connect(a, "status");
-    if (code >= 0) return code;
     status_t st;
     status_t *s = &st;
     memset(s, 0, sizeof *s);
     s->app = a;
     cga_redis_t *redis = cga_app_redis(a);
+    /* The local task buffer, read-only: shown whether or not Redis answers. */
+    ops_bufview_read(&s->buf, cga_config_str(cfg, "OPS_BUFFER_PATH"));
+    int code = ops_connect(a, "status");
+    if (code >= 0) {
+        if (code == CGA_EXIT_UNAVAILABLE || code == CGA_EXIT_AUTH)
+            print_unreachable(s, cga_app_ns(a), json, cga_redis_last_error(redis));
+        ops_bufview_free(&s->buf);
+        return code;
+    }
     uv_loop_t *loop = cga_app_loop(a);
     const char *ns = cga_app_ns(a);
     cga_state_create(&s->state, redis, ns);
@@ -370,6 +404,7 @@ int ops_cmd_status(cga_app_t *a) {
     }
     free(s->labs);
     free(s->regimes);
+    ops_bufview_free(&s->buf);
     cga_proto_reader_free(s->reader);
     cga_state_free(s->state);
     return code;

@@ -11,6 +11,9 @@ QKEY=$NS:queue:analysis
 RKEY=$NS:queue:reports
 
 T_DIR=$(mktemp -d /tmp/cga-ops-XXXXXX)
+# Each scenario has its own task buffer (the default is under the working directory, which
+# scenarios running in parallel share).
+export OPS_BUFFER_PATH=$T_DIR/task_buffer.db
 REDIS_PID=
 PIDS=()
 

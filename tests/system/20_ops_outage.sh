@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Redis going away under a producing `run`: entries that fail are kept in memory, logged once per
-# outage, and re-sent when Redis answers again, so that every task arrives (at least once).
+# Redis going away under a producing `run`: entries that fail go to the task buffer (logged once
+# per outage), and the buffer is drained when Redis answers again, so that every task arrives (at
+# least once) and the buffer ends empty.
 # Outage 1: Redis frozen (SIGSTOP: commands time out). Outage 2: Redis killed and restarted
 # (with its append-only file, so what it had accepted survives).
 source "$(dirname "$0")/20_ops_lib.sh"
@@ -22,7 +23,8 @@ sleep 1.5
 kill -CONT "$REDIS_PID"
 wait_until 10 'grep -q "Redis accepts entries again" "$T_DIR/run.log"' ||
     fail "no recovery after the freeze"
-grep -q "keeping failed entries in memory" "$T_DIR/run.log" || fail "outage not logged"
+grep -q "new tasks go to the task buffer" "$T_DIR/run.log" || fail "outage not logged"
+grep -q "task buffer drained" "$T_DIR/run.log" || fail "buffer not drained"
 
 step "outage 2: Redis killed, restarted 1 s later"
 sleep 0.3
@@ -40,6 +42,8 @@ PIDS=()
 got=$(stream_tasks $QKEY ids | sort -u | wc -l)
 [ "$got" = $WANT ] || fail "$got distinct tasks, want $WANT"
 echo "   $(stream_tasks $QKEY) tasks written for $WANT distinct ones"
-[ "$(grep -c "keeping failed entries in memory" "$T_DIR/run.log")" -le 2 ] ||
+[ "$(grep -c "new tasks go to the task buffer" "$T_DIR/run.log")" -le 2 ] ||
     fail "the outage is logged more than once per outage"
+[ "$(sqlite3 "$OPS_BUFFER_PATH" 'SELECT count(*) FROM entries')" = 0 ] ||
+    fail "rows left in the task buffer"
 echo ok
