@@ -517,7 +517,9 @@ static void pump(lab_worker_t *w) {
     uv_mutex_lock(&w->mu);
     size_t queued = w->rq_count;
     uv_mutex_unlock(&w->mu);
-    while (w->drains < w->o.concurrency && w->drains < queued) {
+    /* Running loops may be busy with a long chunk (or stuck in a plugin): each queued chunk
+     * may need a loop of its own, up to the limit. */
+    for (size_t started = 0; w->drains < w->o.concurrency && started < queued; started++) {
         work_t *wk = w->free_work;
         if (wk)
             w->free_work = wk->next;
