@@ -40,6 +40,12 @@ rcli XRANGE "$DKEY" - + | grep -aq "B/2/faulty" || fail "the dead letter is not 
 [ "$(summary_get report_tasks)" = 12 ] || fail "expected exactly 12 distinct reports"
 [ "$(summary_get report_error)" = 0 ] || fail "unexpected error reports"
 
+# One thread is stuck in the hanging plugin: the other still runs new tasks, one at a time.
+for i in 0 1 2; do
+    enqueue_tasks faulty OK 1 1 "D$i"
+    wait_for 5 reports_at_least $((13 + i)) || fails "a task waited behind the hung thread"
+done
+
 # SIGTERM while the HANG task still holds a thread: exit 0 after the grace period.
 start=$(date +%s%N)
 kill -TERM "$LAB2"
