@@ -21,9 +21,11 @@ int ops_cmd_recover(cga_app_t *a);
 int ops_connect(cga_app_t *a, const char *command);
 
 struct cga_buffer_s;
-/* Opens the task buffer at OPS_BUFFER_PATH read-write (OPS_BUFFER_MAX_BYTES), creating it and
- * its folders. Returns -1 with owned *out, or the exit code (1) after printing one line. */
-int ops_open_buffer(const cga_config_t *cfg, const char *command, struct cga_buffer_s **out);
+/* Opens the task buffer at OPS_BUFFER_PATH read-write (max_bytes: its size limit, 0 none),
+ * creating it and its folders. Returns -1 with owned *out, or the exit code (1) after printing
+ * one line. */
+int ops_open_buffer(const cga_config_t *cfg, const char *command, uint64_t max_bytes,
+                    struct cga_buffer_s **out);
 
 /* Prints "cgalpha-ops <command>: <message>" to stderr. */
 void ops_error(const char *command, const char *fmt, ...) CGA_PRINTF(2, 3);

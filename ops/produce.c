@@ -118,10 +118,11 @@ int ops_connect(cga_app_t *a, const char *command) {
 
 /* Opens the task buffer (OPS_BUFFER_PATH) read-write: exit code 1 with one line when it cannot
  * be used, -1 when open. */
-int ops_open_buffer(const cga_config_t *cfg, const char *command, cga_buffer_t **out) {
+int ops_open_buffer(const cga_config_t *cfg, const char *command, uint64_t max_bytes,
+                    cga_buffer_t **out) {
     cga_buffer_opts_t bo;
     cga_buffer_opts_init(&bo);
-    bo.max_bytes = (uint64_t)cga_config_int(cfg, "OPS_BUFFER_MAX_BYTES");
+    bo.max_bytes = max_bytes;
     char err[1024];
     int rc = cga_buffer_open(out, cga_config_str(cfg, "OPS_BUFFER_PATH"), &bo, err, sizeof err);
     if (rc == CGA_OK) return -1;
@@ -445,7 +446,8 @@ static int produce(cga_app_t *a, int is_run) {
     code = open_source(p);
     if (code >= 0) goto out;
     /* The buffer first: a path that cannot be used fails before any task is at stake. */
-    code = ops_open_buffer(p->cfg, p->cmd, &p->buffer);
+    code = ops_open_buffer(p->cfg, p->cmd, (uint64_t)cga_config_int(p->cfg, "OPS_BUFFER_MAX_BYTES"),
+                           &p->buffer);
     if (code >= 0) goto out;
     code = ops_connect(a, p->cmd);
     if (code >= 0) goto out;
@@ -589,9 +591,6 @@ out:
                 CGA_LOG(CGA_LOG_WARN, 0, "%" PRIu64 " tasks were refused as too big (see above; "
                         "--max-task-bytes %lld); the others were produced", st.too_big,
                         (long long)cga_config_int(p->cfg, "OPS_MAX_TASK_BYTES"));
-            if (lost > 0 && !is_run)
-                ops_error(p->cmd, "%" PRIu64 " tasks could not be stored (Redis down and the "
-                          "task buffer refused them: %s)", lost, cga_buffer_errmsg(p->buffer));
             if (!is_run) print_summary(p, &st, lost, left);
         }
         p->closes++;

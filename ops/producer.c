@@ -279,7 +279,7 @@ static void store_held(ops_producer_t *p, int force) {
     p->st.store_errors++;
     if (p->m_store_err) cga_counter_add(p->m_store_err, 1);
     if (!p->st.store_failing && !p->closing) {
-        CGA_LOG(CGA_LOG_ERROR, rc, "cannot store %zu entries (%" PRIu64 " tasks) in the task "
+        CGA_LOG(CGA_LOG_ERROR, 0, "cannot store %zu entries (%" PRIu64 " tasks) in the task "
                 "buffer: %s; keeping them in memory and retrying Redis and the buffer every "
                 "second (logged once until it works)", n, p->st.held_tasks,
                 cga_buffer_errmsg(p->buf));
@@ -375,7 +375,7 @@ static void delete_accepted(ops_producer_t *p) {
     }
     if (!p->del_err_logged && !p->closing) {
         p->del_err_logged = 1;
-        CGA_LOG(CGA_LOG_ERROR, rc, "cannot delete %zu rows Redis accepted from the task buffer: "
+        CGA_LOG(CGA_LOG_ERROR, 0, "cannot delete %zu rows Redis accepted from the task buffer: "
                 "%s; retrying (they are not sent again meanwhile)", p->ndel,
                 cga_buffer_errmsg(p->buf));
     }
@@ -442,7 +442,7 @@ static void drain(ops_producer_t *p) {
         if (rc != CGA_OK) {
             if (!p->drain_err_logged) {
                 p->drain_err_logged = 1;
-                CGA_LOG(CGA_LOG_ERROR, rc, "reading the task buffer failed: %s; retrying",
+                CGA_LOG(CGA_LOG_ERROR, 0, "reading the task buffer failed: %s; retrying",
                         cga_buffer_errmsg(p->buf));
             }
             p->drain_retry_at = now + RETRY_MS;

@@ -211,7 +211,7 @@ int ops_cmd_recover(cga_app_t *a) {
     memset(r, 0, sizeof *r);
     r->app = a;
     r->loop = cga_app_loop(a);
-    int code = ops_open_buffer(cfg, "recover", &r->buf);
+    int code = ops_open_buffer(cfg, "recover", 0, &r->buf);
     if (code >= 0) return code;
 
     char keys[2][CGA_KEY_MAX];
