@@ -142,6 +142,7 @@ struct lab_worker_s {
     size_t held_tasks, held_entries;
     size_t running_tasks; /* handed to the pool threads (running or waiting for one) */
     double avg_tasks; /* tasks per entry, moving average, for the claim count */
+    double task_us;   /* plugin time per task, moving average (0 until measured) */
     /* The lane: reclaimed entries (their lab died or hung: suspects) run one at a time, each
      * reclaimed only once the previous one is acknowledged (or ran longer than the lease), so
      * that a task that crashes its lab cannot push its neighbours' delivery counts up. */
@@ -541,6 +542,10 @@ static void pump(lab_worker_t *w) {
 static void chunk_done(lab_worker_t *w, chunk_t *c) {
     entry_t *e = c->entry;
     w->running_tasks -= c->count;
+    uint64_t sum = 0;
+    for (size_t i = c->first; i < c->first + c->count; i++) sum += e->results[i].run_us;
+    double per = (double)sum / (double)c->count;
+    w->task_us = w->task_us > 0 ? 0.9 * w->task_us + 0.1 * per : per;
     if (--e->chunks_left > 0) return;
     entry_report(w, e);
     if (w->open && !uv_is_active((uv_handle_t *)&w->flush_check))
@@ -761,6 +766,19 @@ static void handle_batch(lab_worker_t *w, cga_queue_batch_t *qb, int reclaimed) 
     update_gauges(w);
 }
 
+/* Tasks the lab may hold: --max-inflight, and no more than the plugin threads finish in a
+ * quarter of the lease, so that claimed tasks never wait here long enough to be reclaimed by
+ * another lab. */
+static size_t inflight_limit(const lab_worker_t *w) {
+    size_t lim = w->o.max_inflight;
+    if (w->task_us > 0) {
+        double n = (double)w->o.lease_ms * 1000.0 / 4.0 * w->o.concurrency / w->task_us;
+        if (n < (double)w->o.concurrency) n = w->o.concurrency;
+        if (n < (double)lim) lim = (size_t)n;
+    }
+    return lim;
+}
+
 /* ---- claim loop ------------------------------------------------------------------------------ */
 
 static void on_claim_timer(uv_timer_t *t) {
@@ -844,8 +862,9 @@ static void maybe_claim(lab_worker_t *w) {
         if (w->claim_backoff_mode || w->held_tasks > 0) return;
         uv_timer_stop(&w->claim_timer);
     }
-    if (w->held_tasks >= w->o.max_inflight) return; /* claimed again when tasks are done */
-    size_t room = w->o.max_inflight - w->held_tasks;
+    size_t limit = inflight_limit(w);
+    if (w->held_tasks >= limit) return; /* claimed again when tasks are done */
+    size_t room = limit - w->held_tasks;
     double avg = w->avg_tasks < 1 ? 1 : w->avg_tasks;
     size_t count = (size_t)((double)room / avg);
     if (count < 1) count = 1;
@@ -904,7 +923,7 @@ static void on_reclaim(int status, cga_queue_batch_t *batch, void *arg) {
 /* Reclaims one entry idle past the lease, unless one is running in the lane. */
 static void do_reclaim(lab_worker_t *w) {
     if (!w->started || w->stopping || w->reclaiming || lane_busy(w)) return;
-    if (w->held_tasks >= w->o.max_inflight) return; /* next tick */
+    if (w->held_tasks >= inflight_limit(w)) return; /* next tick */
     int rc = cga_queue_reclaim(w->q, 1, on_reclaim, w);
     if (rc != CGA_OK) {
         if (!w->claim_outage) CGA_LOG(CGA_LOG_WARN, rc, "reclaiming idle entries failed");
