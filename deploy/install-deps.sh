@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-dev
-      libhiredis-dev libuv1-dev libmsgpack-dev libsqlite3-dev libcmocka-dev
+      libhiredis-dev libuv1-dev libmsgpack-dev libsqlite3-dev libmicrohttpd-dev libcmocka-dev
       redis-server redis-tools)
 
 missing=()
