@@ -250,7 +250,9 @@ int main(int argc, char **argv) {
         return code;
     }
 
-    int rc = cga_app_wait_connected(app, wait_ms);
+    /* a service: Redis absent at start is an outage like any other (0: wait without limit;
+     * rejected credentials still end it with 4) */
+    int rc = cga_app_wait_connected(app, 0);
     if (rc != CGA_OK) {
         free_plugins(plugins, nplugins);
         cga_app_free(app);
