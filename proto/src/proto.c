@@ -469,7 +469,8 @@ static void enc_resource_state(cga_proto_writer_t *w, const cga_resource_state_t
 static void enc_worker_state(cga_proto_writer_t *w, const cga_worker_state_t *m) {
     msgpack_packer pk_, *pk = &pk_;
     msgpack_packer_init(pk, w, pk_write);
-    (void)msgpack_pack_map(pk, 10);
+    /* the optional fields only when set, so that older readers see the same bytes */
+    (void)msgpack_pack_map(pk, 10 + (m->last_ack_us != 0) + (m->stalled != 0));
     PK_KEY(pk, "\xa1v\x01");
     PK_KEY(pk, "\xa2id");
     pk_str(pk, m->id);
@@ -489,6 +490,14 @@ static void enc_worker_state(cga_proto_writer_t *w, const cga_worker_state_t *m)
     (void)msgpack_pack_uint32(pk, m->inflight);
     PK_KEY(pk, "\xa2ts");
     (void)msgpack_pack_uint64(pk, m->ts_us);
+    if (m->last_ack_us) {
+        PK_KEY(pk, "\xa3" "ack");
+        (void)msgpack_pack_uint64(pk, m->last_ack_us);
+    }
+    if (m->stalled) {
+        PK_KEY(pk, "\xa5stall");
+        (void)msgpack_pack_true(pk);
+    }
 }
 
 /* Upper bounds of the encoded sizes, reserved up front so that the packer's appends do not
@@ -1180,11 +1189,23 @@ static int dec_resource_state(dec_t *d, uint32_t nfields, cga_resource_state_t *
     return check_required(d, RESOURCE_KEYS, S_N, seen, ((1u << S_N) - 1) & ~(1u << S_WHY));
 }
 
-enum { W_V, W_ID, W_HOST, W_PID, W_PLUGINS, W_START, W_DONE, W_FAIL, W_BUSY, W_TS, W_N };
+enum {
+    W_V, W_ID, W_HOST, W_PID, W_PLUGINS, W_START, W_DONE, W_FAIL, W_BUSY, W_TS, W_ACK, W_STALL,
+    W_N
+};
 static const field_key_t WORKER_KEYS[W_N] = {KEY("v"),     KEY("id"),      KEY("host"),
                                              KEY("pid"),   KEY("plugins"), KEY("start"),
                                              KEY("done"),  KEY("fail"),    KEY("busy"),
-                                             KEY("ts")};
+                                             KEY("ts"),    KEY("ack"),     KEY("stall")};
+
+static int rd_bool(dec_t *d, int *out) {
+    mp_tok_t t;
+    int rc = rd_tok(d, &t);
+    if (rc) return rc;
+    if (t.type != MP_BOOL) return dfail_type(d, &t, "bool");
+    *out = t.v.b;
+    return CGA_OK;
+}
 
 static int dec_worker_state(dec_t *d, uint32_t nfields, cga_worker_state_t *m) {
     const cga_proto_limits_t *l = &d->r->lim;
@@ -1212,12 +1233,15 @@ static int dec_worker_state(dec_t *d, uint32_t nfields, cga_worker_state_t *m) {
             m->inflight = (uint32_t)u;
             break;
         case W_TS: rc = rd_uint(d, &m->ts_us, UINT64_MAX); break;
+        case W_ACK: rc = rd_uint(d, &m->last_ack_us, UINT64_MAX); break;
+        case W_STALL: rc = rd_bool(d, &m->stalled); break;
         default: break;
         }
         if (rc) return rc;
         d->field = NULL;
     }
-    return check_required(d, WORKER_KEYS, W_N, seen, (1u << W_N) - 1);
+    return check_required(d, WORKER_KEYS, W_N, seen,
+                          ((1u << W_N) - 1) & ~(1u << W_ACK) & ~(1u << W_STALL));
 }
 
 /* ---- entries and single messages --------------------------------------------------------- */

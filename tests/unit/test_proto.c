@@ -289,8 +289,41 @@ static cga_resource_state_t ex_resource(void) {
 static cga_worker_state_t ex_worker(void) {
     cga_worker_state_t w = {cga_str("lab-host1-4242"), cga_str("host1"), 4242,
                             cga_str("volatility,trend,momentum"), 1699999000000000u, 1000, 2, 4,
-                            1700000000400000u};
+                            1700000000400000u, 0, 0};
     return w;
+}
+
+/* The optional "ack" and "stall" fields: absent when unset (the bytes of ex_worker() stay as
+ * SCHEMA.md shows them), round-tripped when set, and a non-bool "stall" is refused. */
+static void test_worker_optional_fields(void) {
+    cga_proto_writer_t *w;
+    cga_proto_reader_t *r;
+    CGA_ASSERT_OK(cga_proto_writer_create(&w, NULL));
+    CGA_ASSERT_OK(cga_proto_reader_create(&r, NULL));
+    cga_worker_state_t in = ex_worker(), out;
+    const char *data;
+    size_t len, plain_len;
+    CGA_ASSERT_OK(cga_proto_encode_worker_state(w, &in, &data, &plain_len));
+    CGA_ASSERT_OK(cga_proto_decode_worker_state(r, data, plain_len, &out));
+    CGA_ASSERT_EQ(out.last_ack_us, 0);
+    CGA_ASSERT_EQ(out.stalled, 0);
+    in.last_ack_us = 1700000000500000u;
+    in.stalled = 1;
+    CGA_ASSERT_OK(cga_proto_encode_worker_state(w, &in, &data, &len));
+    CGA_ASSERT_EQ(len, plain_len + 4 + 9 + 6 + 1);
+    CGA_ASSERT_OK(cga_proto_decode_worker_state(r, data, len, &out));
+    CGA_ASSERT_EQ(out.last_ack_us, 1700000000500000u);
+    CGA_ASSERT_EQ(out.stalled, 1);
+    CGA_ASSERT_EQ(out.processed, in.processed);
+    /* "stall": 1 (an int, not a bool) */
+    char bad[512];
+    memcpy(bad, data, len);
+    CGA_ASSERT(bad[len - 1] == (char)0xc3);
+    bad[len - 1] = 0x01;
+    CGA_ASSERT_EQ(cga_proto_decode_worker_state(r, bad, len, &out), CGA_EPROTO);
+    CGA_ASSERT(strstr(cga_proto_reader_error(r), "stall") != NULL);
+    cga_proto_writer_free(w);
+    cga_proto_reader_free(r);
 }
 
 /* ---- helpers -------------------------------------------------------------------------------- */
@@ -1776,6 +1809,7 @@ static void write_seeds(const char *root) {
 }
 
 int main(int argc, char **argv) {
+    CGA_RUN(test_worker_optional_fields);
     if (argc == 2 && strcmp(argv[1], "--examples") == 0) {
         example_t ex[5];
         examples(ex);

@@ -113,6 +113,9 @@ typedef struct cga_worker_state_s {
     uint64_t failed;      /* "fail": tasks whose report has status error */
     uint32_t inflight;    /* "busy": tasks being run now */
     uint64_t ts_us;       /* "ts" */
+    uint64_t last_ack_us; /* "ack" (optional): wall-clock µs of its last acknowledgement, 0 none */
+    int stalled;          /* "stall" (optional, bool): work waits and nothing was acknowledged
+                             for the lab's stall limit (see docs/LAB.md) */
 } cga_worker_state_t;
 
 /* ---- names ------------------------------------------------------------------------------- */
