@@ -58,6 +58,10 @@ static const cga_setting_t lab_settings[] = {
      0, NULL},
     {"LAB_METRICS_FILE", "metrics-file", CGA_SET_STR, NULL,
      "write the metrics (Prometheus text) to this file every 2 s and at exit", 0, 0, 0, NULL},
+    {"LAB_STALL_MS", "stall-ms", CGA_SET_INT, "60000",
+     "stalled when work waits (tasks held, or a backlog in the queue) and nothing was "
+     "acknowledged or claimed for this long: said in the heartbeat and the log (0: never)",
+     0, 86400000, 0, NULL},
     {"LAB_SUMMARY", "summary", CGA_SET_BOOL, "0",
      "print counts of reports, pending entries and dead letters, then exit (for tests)",
      0, 0, 0, NULL},
@@ -270,6 +274,7 @@ int main(int argc, char **argv) {
         .grace_ms = (unsigned)cga_config_int(cfg, "LAB_GRACE_MS"),
         .max_inflight = (size_t)cga_config_int(cfg, "LAB_MAX_INFLIGHT"),
         .metrics_file = cga_config_str(cfg, "LAB_METRICS_FILE"),
+        .stall_ms = (unsigned)cga_config_int(cfg, "LAB_STALL_MS"),
     };
     lab_worker_t *w = NULL;
     rc = lab_worker_create(&w, app, &o, plugins, nplugins); /* takes the plugins */

@@ -138,6 +138,10 @@ struct lab_worker_s {
     int claim_outage, complete_outage, hb_outage;
     uint64_t claim_outage_ms;
     int metrics_file_failed;
+    /* stall detection: progress = an acknowledgement or a claim that returned entries */
+    uint64_t last_progress_ms, last_ack_us;
+    uint64_t backlog;  /* lag + pending of the group at the last heartbeat */
+    int info_pending, stalled;
     size_t pending_ops; /* our Redis calls whose callback has not run yet */
     size_t held_tasks, held_entries;
     size_t running_tasks; /* handed to the pool threads (running or waiting for one) */
@@ -841,6 +845,7 @@ static void on_claim(int status, cga_queue_batch_t *batch, void *arg) {
     }
     w->claim_backoff_ms = 0;
     size_t n = batch ? batch->n : 0;
+    if (n) w->last_progress_ms = cga_clock_mono_ms();
     int was_blocking = w->claim_blocking;
     handle_batch(w, batch, 0);
     if (w->stopping) {
@@ -993,6 +998,8 @@ static void on_complete(int status, void *arg) {
         CGA_LOG(CGA_LOG_INFO, 0, "writing reports again");
     }
     w->retry_backoff_ms = 0;
+    w->last_progress_ms = cga_clock_mono_ms();
+    w->last_ack_us = cga_clock_wall_us();
     w->processed += g->ntasks;
     w->failed += g->nfailed;
     cga_counter_add(w->m_ok, g->ntasks - g->nfailed);
@@ -1027,26 +1034,41 @@ static void group_send(lab_worker_t *w, group_t *g) {
 
 static void write_metrics_file(lab_worker_t *w) {
     if (!w->metrics_file) return;
-    char *text = NULL;
-    size_t len = 0;
-    if (cga_metrics_render(w->metrics, &text, &len) != CGA_OK) return;
-    size_t n = strlen(w->metrics_file) + 8;
-    char *tmp = cga_malloc(n);
-    snprintf(tmp, n, "%s.tmp", w->metrics_file);
-    FILE *f = fopen(tmp, "w");
-    int ok = f && fwrite(text, 1, len, f) == len;
-    if (f && fclose(f) != 0) ok = 0;
-    if (ok && rename(tmp, w->metrics_file) != 0) ok = 0;
-    if (!ok) {
-        if (!w->metrics_file_failed)
-            CGA_LOG(CGA_LOG_WARN, -errno, "cannot write the metrics file %s", w->metrics_file);
-        w->metrics_file_failed = 1;
-        unlink(tmp);
-    } else {
-        w->metrics_file_failed = 0;
-    }
-    free(tmp);
-    free(text);
+    int rc = cga_metrics_write_file(w->metrics, w->metrics_file);
+    if (rc != CGA_OK && !w->metrics_file_failed)
+        CGA_LOG(CGA_LOG_WARN, rc, "cannot write the metrics file %s", w->metrics_file);
+    w->metrics_file_failed = rc != CGA_OK;
+}
+
+/* Stalled: work waits (tasks held here, or a backlog in the group) and nothing moved for
+ * stall_ms. The failure this catches is the one users of other job frameworks report most: a
+ * worker that stays up but silently stops consuming (after a reconnect, a failover, a hung
+ * plugin). Said once in the log when it starts and ends, and in every heartbeat. */
+static void check_stall(lab_worker_t *w) {
+    if (!w->o.stall_ms) return;
+    uint64_t now = cga_clock_mono_ms();
+    int waits = w->held_tasks > 0 || w->backlog > 0;
+    if (!waits) w->last_progress_ms = now; /* nothing to do is not a stall */
+    int stalled = waits && now - w->last_progress_ms >= w->o.stall_ms;
+    if (stalled && !w->stalled)
+        CGA_LOG(CGA_LOG_ERROR, 0,
+                "stalled: %zu tasks held, %" PRIu64 " entries waiting in the queue, nothing "
+                "acknowledged or claimed for %" PRIu64 " s",
+                w->held_tasks, w->backlog, (now - w->last_progress_ms) / 1000);
+    else if (!stalled && w->stalled)
+        CGA_LOG(CGA_LOG_INFO, 0, "no longer stalled");
+    w->stalled = stalled;
+}
+
+int lab_worker_is_stalled(const lab_worker_t *w) { return w->stalled; }
+
+static void on_backlog(int status, const cga_queue_info_t *info, void *arg) {
+    lab_worker_t *w = arg;
+    w->pending_ops--;
+    w->info_pending = 0;
+    if (status == CGA_OK) w->backlog = info->lag + info->pending;
+    check_stall(w);
+    maybe_finish(w);
 }
 
 static void on_hb(int status, void *arg) {
@@ -1061,7 +1083,14 @@ static void on_hb(int status, void *arg) {
 
 static void heartbeat(lab_worker_t *w) {
     write_metrics_file(w);
-    if (w->hb_pending || w->finishing) return;
+    if (w->finishing) return;
+    check_stall(w);
+    if (w->o.stall_ms && !w->info_pending &&
+        cga_queue_info(w->q, on_backlog, w) == CGA_OK) {
+        w->info_pending = 1;
+        w->pending_ops++;
+    }
+    if (w->hb_pending) return;
     cga_worker_state_t s;
     memset(&s, 0, sizeof s);
     s.id = cga_str(w->id);
@@ -1073,6 +1102,8 @@ static void heartbeat(lab_worker_t *w) {
     s.failed = w->failed;
     s.inflight = (uint32_t)w->running_tasks;
     s.ts_us = cga_clock_wall_us();
+    s.last_ack_us = w->last_ack_us;
+    s.stalled = w->stalled;
     const char *data = NULL;
     size_t len = 0;
     int rc = cga_proto_encode_worker_state(w->hb_writer, &s, &data, &len);
@@ -1251,6 +1282,7 @@ int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_
     w->avg_tasks = 1;
     w->exit_code = CGA_EXIT_OK;
     w->started_us = cga_clock_wall_us();
+    w->last_progress_ms = cga_clock_mono_ms();
     if (gethostname(w->host, sizeof w->host - 1) != 0) snprintf(w->host, sizeof w->host, "?");
     w->host[sizeof w->host - 1] = '\0';
     cga_proto_limits_init(&w->limits);

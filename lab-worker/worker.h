@@ -24,7 +24,11 @@ typedef struct lab_worker_opts_s {
     unsigned grace_ms;        /* shutdown: time allowed for in-flight tasks */
     size_t max_inflight;      /* tasks held at once (claimed, not yet acknowledged) */
     const char *metrics_file; /* Prometheus text written every heartbeat, or NULL (copied) */
+    unsigned stall_ms;        /* work waiting and no progress for this long: stalled (0: off) */
 } lab_worker_opts_t;
+
+/* 1 when the worker is stalled (see stall_ms): for /health and the heartbeat. */
+int lab_worker_is_stalled(const lab_worker_t *w);
 
 /* Creates the worker on the app's loop and Redis connection. Takes the plugins (the array is
  * copied; the plugins are freed by lab_worker_free). On failure the plugins are freed too.
