@@ -61,6 +61,9 @@ static const cga_setting_t nexus_settings[] = {
                 "on SIGTERM, how long to finish the batch in hand before exiting"),
     {.env = "NEXUS_ID", .flag = "id", .type = CGA_SET_STR,
      .help = "consumer name (default: host-pid-random)"},
+    INT_SETTING("NEXUS_STALL_MS", "stall-ms", "60000", 0, 86400000,
+                "active and stalled when reports wait and nothing was folded for this long (0: "
+                "never)"),
     {.env = "NEXUS_METRICS_FILE", .flag = "metrics-file", .type = CGA_SET_STR,
      .help = "write the metrics (Prometheus text) to this file every second and at exit"},
 };
@@ -107,7 +110,11 @@ typedef struct nexus_s {
     uv_timer_t retry;      /* next loop step after an error */
     uv_timer_t refresh;    /* keeps regime state keys alive */
     uv_timer_t grace;      /* bounds shutdown */
-    uv_timer_t metrics_tick; /* writes metrics_file */
+    uv_timer_t metrics_tick; /* writes metrics_file, checks for a stall */
+    unsigned stall_ms;
+    uint64_t last_progress_ms; /* a claim that returned entries, or a commit */
+    uint64_t backlog;          /* lag + pending of the group, at the last check */
+    int info_pending, stalled;
     const char *metrics_file;
     int metrics_file_failed;
     unsigned retry_ms;
@@ -210,6 +217,7 @@ static void on_exec(int status, redisReply *reply, void *arg) {
     nexus_t *nx = arg;
     nx->busy = 0;
     if (status == CGA_OK && reply && reply->type == REDIS_REPLY_ARRAY) {
+        nx->last_progress_ms = cga_clock_mono_ms();
         cga_counter_add(nx->m_changes, nx->commit.nchanges);
         commit_reset(&nx->commit);
         recovered(nx);
@@ -341,6 +349,7 @@ static void on_batch(int status, cga_queue_batch_t *b, void *arg) {
         return;
     }
     recovered(nx);
+    if (b->n) nx->last_progress_ms = cga_clock_mono_ms();
     cga_counter_add(nx->m_entries, b->n);
     for (size_t i = 0; i < b->n; i++) fold_entry(nx, &b->entries[i]);
     cga_queue_batch_free(b);
@@ -502,7 +511,36 @@ static void write_metrics(nexus_t *nx) {
     nx->metrics_file_failed = rc != CGA_OK;
 }
 
-static void on_metrics_tick(uv_timer_t *t) { write_metrics(t->data); }
+/* Stalled: active, reports wait (lag + pending of the group) and nothing was claimed or
+ * committed for stall_ms. Said once when it starts and once when it ends. */
+static void check_stall(nexus_t *nx) {
+    uint64_t now = cga_clock_mono_ms();
+    int waits = nx->st == ST_ACTIVE && nx->backlog > 0;
+    if (!waits) nx->last_progress_ms = now;
+    int stalled = waits && nx->stall_ms && now - nx->last_progress_ms >= nx->stall_ms;
+    if (stalled && !nx->stalled)
+        CGA_LOG(CGA_LOG_ERROR, 0,
+                "stalled: %" PRIu64 " report entries waiting, nothing folded for %" PRIu64 " s",
+                nx->backlog, (now - nx->last_progress_ms) / 1000);
+    else if (!stalled && nx->stalled)
+        CGA_LOG(CGA_LOG_INFO, 0, "no longer stalled");
+    nx->stalled = stalled;
+}
+
+static void on_backlog(int status, const cga_queue_info_t *info, void *arg) {
+    nexus_t *nx = arg;
+    nx->info_pending = 0;
+    if (status == CGA_OK) nx->backlog = info->lag + info->pending;
+    check_stall(nx);
+}
+
+static void on_metrics_tick(uv_timer_t *t) {
+    nexus_t *nx = t->data;
+    write_metrics(nx);
+    if (nx->stall_ms && nx->st == ST_ACTIVE && !nx->info_pending &&
+        cga_queue_info(nx->reports, on_backlog, nx) == CGA_OK)
+        nx->info_pending = 1;
+}
 
 /* ---- shutdown -------------------------------------------------------------------------- */
 
@@ -549,6 +587,8 @@ static int setup(nexus_t *nx) {
     nx->grace_ms = (unsigned)cga_config_int(cfg, "NEXUS_GRACE_MS");
     nx->regime_log_max = (unsigned)cga_config_int(cfg, "NEXUS_REGIME_LOG_MAX");
     nx->metrics_file = cga_config_str(cfg, "NEXUS_METRICS_FILE");
+    nx->stall_ms = (unsigned)cga_config_int(cfg, "NEXUS_STALL_MS");
+    nx->last_progress_ms = cga_clock_mono_ms();
     uv_timer_init(nx->loop, &nx->retry);
     uv_timer_init(nx->loop, &nx->refresh);
     uv_timer_init(nx->loop, &nx->grace);
@@ -591,7 +631,7 @@ static int setup(nexus_t *nx) {
     nx->m_latency = cga_metrics_histogram(nx->metrics, "cgalpha_task_latency_seconds",
                                           "Task enqueue to report folded by nexus", NULL, NULL, 0);
     cga_lock_on_lost(nx->lock, on_lost, nx);
-    if (nx->metrics_file) {
+    if (nx->metrics_file || nx->stall_ms) {
         uv_timer_start(&nx->metrics_tick, on_metrics_tick, 1000, 1000);
         uv_unref((uv_handle_t *)&nx->metrics_tick);
     }
