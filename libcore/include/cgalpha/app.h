@@ -166,7 +166,10 @@ typedef enum cga_health_status {
     CGA_HEALTH_DOWN = 2,     /* 503: a health check should fail (restart, alert, reroute) */
 } cga_health_status_t;
 
-/* cb (NULL to remove) runs on the loop thread for each /health request. Borrows arg. */
+/* cb (NULL to remove) runs on the loop thread for each /health request. Borrows arg. The
+ * server answers until cga_app_free, so a process whose teardown runs the loop after freeing
+ * what arg points to removes its callback first (cga_app_set_health(a, NULL, NULL)), as it
+ * removes its collectors (cga_app_off_metrics). */
 CGA_EXTERN void cga_app_set_health(cga_app_t *a, void (*cb)(cga_health_t *h, void *arg),
                                    void *arg);
 
