@@ -206,21 +206,32 @@ static const command_t commands[] = {
      "Holds <ns>:lock:ops (a second run waits as standby and takes over within the lock TTL),\n"
      "produces one task per window and lab from the source, publishes the resource semaphore\n"
      "every --state-interval-ms, throttles at yellow and pauses at red, trims both queues.\n"
-     "Keeps running as coordinator after the source is exhausted, until SIGINT/SIGTERM\n"
-     "(graceful: flush, wait up to --grace-ms for Redis to accept, release the lock, exit 0;\n"
-     "exit 1 if tasks could not be delivered), unless --exit-when-done. Exit 5 if rows were bad.\n",
+     "While Redis does not take entries (down, OOM, ...) they go to the task buffer\n"
+     "(--buffer-path, SQLite, opened at start: exit 1 if unusable), in order; it is drained by\n"
+     "itself when Redis answers (leftovers of an earlier run first). Keeps running as\n"
+     "coordinator after the source is exhausted, until SIGINT/SIGTERM (graceful: flush, wait up\n"
+     "to --grace-ms for Redis, put what is left in the buffer, release the lock, exit 0; exit 1\n"
+     "if tasks could be stored neither in Redis nor in the buffer), unless --exit-when-done.\n"
+     "Exit 5 if rows were bad or tasks larger than --max-task-bytes.\n",
      run_settings, COUNT(run_settings), 0, "info", ops_cmd_run},
     {"enqueue", "produce everything from a source once, then exit",
      OPS_PROG " enqueue [OPTIONS] --source synthetic|csv:PATH|jsonl:PATH",
      "Produces every task of the source, waits until Redis accepted every entry and prints\n"
      "one summary line: enqueued <tasks> tasks in <entries> entries in <s> s (<rate> tasks/s).\n"
-     "Follows the published semaphore (throttles at yellow, pauses at red). Shows progress on\n"
-     "stderr when it is a terminal. Exit 5 when some rows were bad (the good ones are enqueued).\n",
+     "Entries Redis does not take wait in the task buffer (--buffer-path) until it does; if the\n"
+     "buffer refuses them too (disk full) while Redis is down, it stops and exits 1 with the\n"
+     "count of tasks that could not be stored. Follows the published semaphore (throttles at\n"
+     "yellow, pauses at red). Shows progress on stderr when it is a terminal. Exit 5 when some\n"
+     "rows were bad or tasks too big (the others are enqueued).\n",
      enqueue_settings, COUNT(enqueue_settings), 0, "warn", ops_cmd_enqueue},
     {"status", "queues, labs, semaphore and regimes",
-     OPS_PROG " status [--json]",
+     OPS_PROG " status [--json] [--buffer-path PATH]",
      "For each queue: length, lag, pending, dead letters, consumers; the labs alive (worker\n"
-     "heartbeats), the semaphore and the current regime of every symbol.\n",
+     "heartbeats), the semaphore and the current regime of every symbol; and the depth of the\n"
+     "local task buffer (entries, tasks, oldest age per queue), read-only from --buffer-path\n"
+     "(default " CGA_BUFFER_DEFAULT_PATH " under the working directory;\n"
+     "nothing when the file does not exist). When Redis is unreachable it prints the outage and\n"
+     "the buffer, and exits 3 (4 when Redis rejects the credentials).\n",
      status_settings, COUNT(status_settings), 0, "warn", ops_cmd_status},
     {"dead", "list, re-queue or purge dead letters",
      OPS_PROG " dead list|requeue|purge [--queue analysis|reports] [--id ID ...] [--limit N] "

@@ -66,6 +66,7 @@ typedef struct prod_s {
     int progress_shown;
     unsigned closes;
     char lockkey[CGA_KEY_MAX];
+    char qkey[CGA_KEY_MAX];  /* the analysis queue's key: its rows in the buffer */
 } prod_t;
 
 /* "127.0.0.1:6379", "[::1]:6379" or "unix:/path" (db N), as configured. */
@@ -414,9 +415,9 @@ static void print_summary(prod_t *p, const ops_producer_stats_t *st, uint64_t lo
 static uint64_t buffer_left(prod_t *p) {
     cga_buffer_stats_t *s = NULL;
     uint64_t n = 0;
-    if (!p->buffer || !p->qa || cga_buffer_stats(p->buffer, &s) != CGA_OK) return 0;
+    if (!p->buffer || cga_buffer_stats(p->buffer, &s) != CGA_OK) return 0;
     for (size_t i = 0; i < s->nqueues; i++)
-        if (strcmp(s->queues[i].queue, cga_queue_key(p->qa)) == 0) n += s->queues[i].tasks;
+        if (strcmp(s->queues[i].queue, p->qkey) == 0) n += s->queues[i].tasks;
     cga_buffer_stats_free(s);
     return n;
 }
@@ -436,6 +437,7 @@ static int produce(cga_app_t *a, int is_run) {
     p->exit_when_done = is_run ? cga_config_bool(p->cfg, "OPS_EXIT_WHEN_DONE") : 1;
     p->show_progress = !is_run && cga_config_bool(p->cfg, "OPS_PROGRESS") && isatty(2);
     cga_key(p->lockkey, sizeof p->lockkey, p->ns, CGA_KIND_LOCK, "ops", NULL);
+    cga_key(p->qkey, sizeof p->qkey, p->ns, CGA_KIND_QUEUE, CGA_QUEUE_ANALYSIS, NULL);
     int code = -1;
     split_labs(p);
     if (p->nlabs == 0) {
@@ -577,7 +579,7 @@ out:
             uint64_t left = buffer_left(p);
             if (left > 0)
                 CGA_LOG(CGA_LOG_WARN, 0, "%" PRIu64 " tasks wait in the task buffer %s (Redis "
-                        "did not take them yet): the next run or enqueue in this directory, or "
+                        "did not take them yet): the next run or enqueue with this buffer, or "
                         "`cgalpha-ops recover`, sends them", left, cga_buffer_path(p->buffer));
             if (lost > 0 || st.source_error || st.rejected) {
                 code = CGA_EXIT_FAILURE;

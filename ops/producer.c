@@ -11,6 +11,7 @@
 #include "cgalpha/buffer.h"
 #include "cgalpha/clock.h"
 #include "cgalpha/err.h"
+#include "cgalpha/keys.h"
 #include "cgalpha/log.h"
 #include "cgalpha/metrics.h"
 #include "cgalpha/queue.h"
@@ -45,7 +46,8 @@ struct ops_producer_s {
     cga_redis_t *redis;
     cga_queue_t *q;
     cga_buffer_t *buf;
-    const char *qkey;              /* the buffer's queue column for q's rows (q's stream key) */
+    char qkey[CGA_KEY_MAX];        /* the buffer's queue column for q's rows (q's stream key; a
+                                      copy: q is closed before the last store) */
     ops_producer_opts_t o;
     ops_cutter_t *cutter;
     cga_proto_writer_t *w;         /* the entry being filled */
@@ -210,7 +212,7 @@ static void outage_begins(ops_producer_t *p, int status) {
     p->outage_entries = 0;
     if (status)
         CGA_LOG(CGA_LOG_WARN, status, "Redis did not accept an entry of %s: new tasks go to the "
-                "task buffer %s until it does (logged once per outage)", cga_queue_key(p->q),
+                "task buffer %s until it does (logged once per outage)", p->qkey,
                 cga_buffer_path(p->buf));
     else
         CGA_LOG(CGA_LOG_WARN, 0, "Redis is not connected: new tasks go to the task buffer %s "
@@ -362,7 +364,7 @@ static void drain_done_log(ops_producer_t *p) {
     double secs = (double)(cga_clock_wall_us() - p->drain_t0_us) / 1e6;
     uint64_t tasks = p->st.drained_tasks - p->drain_tasks0;
     CGA_LOG(CGA_LOG_INFO, 0, "task buffer drained: %" PRIu64 " tasks sent to %s, %.1f s after "
-            "the drain began", tasks, cga_queue_key(p->q), secs);
+            "the drain began", tasks, p->qkey, secs);
 }
 
 static void delete_accepted(ops_producer_t *p) {
@@ -742,7 +744,7 @@ int ops_producer_create(ops_producer_t **out, uv_loop_t *loop, cga_redis_t *redi
     p->redis = redis;
     p->q = q;
     p->buf = buffer;
-    p->qkey = cga_queue_key(q);
+    snprintf(p->qkey, sizeof p->qkey, "%s", cga_queue_key(q));
     p->o = *o;
     if (p->o.max_inflight == 0) p->o.max_inflight = 64;
     if (p->o.batch == 0) p->o.batch = 32;
