@@ -1,7 +1,6 @@
 #define CGA_LOG_COMPONENT "app"
 #include "cgalpha/app.h"
 
-#include <hiredis.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -11,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <hiredis.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -79,7 +79,6 @@ struct cga_app_s {
     /* Redis INFO gauges (cga_app_enable_redis_info) */
     uv_timer_t info_timer;
     int info_open;              /* info_timer initialised */
-    unsigned info_interval_ms;
     int info_pending;           /* INFO commands in flight */
     cga_gauge_t *g_used_memory, *g_maxmemory, *g_frag, *g_clients;
     cga_counter_t *c_evicted;
@@ -725,7 +724,6 @@ void cga_app_enable_redis_info(cga_app_t *a, unsigned interval_ms) {
         uv_unref((uv_handle_t *)&a->info_timer);
         a->info_open = 1;
     }
-    a->info_interval_ms = interval_ms;
     if (interval_ms == 0)
         uv_timer_stop(&a->info_timer);
     else
