@@ -110,6 +110,7 @@ const cga_setting_t ops_bench_settings[OPS_BENCH_NSETTINGS] = {
 #define BENCH_FIELDS(X)                                                                         \
     X(e2e_tasks_per_s) X(enqueue_tasks_per_s) X(duration_s)                                     \
     X(lat_p50_ms) X(lat_p99_ms) X(lat_p999_ms) X(lat_max_ms)                                    \
+    X(lab_lat_p50_ms) X(lab_lat_p99_ms) X(lab_lat_p999_ms)                                      \
     X(nexus_lat_p50_ms) X(nexus_lat_p99_ms) X(nexus_lat_p999_ms)                                \
     X(redis_cmds_per_task) X(redis_cpu_us_per_task) X(redis_cpu_us_per_task_pipeline)           \
     X(producer_cpu_us_per_task) X(lab_cpu_us_per_task) X(nexus_cpu_us_per_task)                 \
@@ -157,6 +158,7 @@ typedef struct bench_s {
     char akey[CGA_KEY_MAX], rkey[CGA_KEY_MAX], bare_akey[CGA_KEY_MAX], bare_rkey[CGA_KEY_MAX];
     char bindir[PATH_MAX], workdir[PATH_MAX];
     int made_workdir;
+    int spawned; /* processes were started: their logs are worth keeping after a failure */
     size_t task_bytes, report_bytes;
     redisContext *ctl;
     volatile int interrupted;
@@ -494,6 +496,7 @@ typedef struct observer_s {
     redisContext *c;
     uint64_t want;
     bench_lat_t lat;
+    bench_lat_t lab_lat; /* enqueue -> report written (the report's ts, set by the lab) */
     uint64_t reports, errors, calls, cpu_us;
     atomic_int stop;
     atomic_int done;
@@ -538,7 +541,10 @@ static void *observer_main(void *arg) {
                         continue;
                     }
                     for (size_t j = 0; j < n; j++) {
-                        bench_lat_add(&ob->lat, now > reps[j].enq_us ? now - reps[j].enq_us : 0);
+                        const cga_report_t *rp = &reps[j];
+                        bench_lat_add(&ob->lat, now > rp->enq_us ? now - rp->enq_us : 0);
+                        bench_lat_add(&ob->lab_lat,
+                                      rp->done_us > rp->enq_us ? rp->done_us - rp->enq_us : 0);
                         if (reps[j].status != CGA_REPORT_OK) ob->errors++;
                     }
                     ob->reports += n;
@@ -626,6 +632,7 @@ static void path_in(const bench_t *b, char *out, size_t n, const char *name) {
 static int spawn_all(bench_t *b, procs_t *p) {
     char path[PATH_BUF], log[PATH_BUF], prom[PATH_BUF + 32], claim[24], conc[24];
     memset(p, 0, sizeof *p);
+    b->spawned = 1;
     snprintf(path, sizeof path, "%s/cgalpha-nexus", b->bindir);
     path_in(b, log, sizeof log, "nexus.log");
     snprintf(prom, sizeof prom, "NEXUS_METRICS_FILE=%s/nexus.prom", b->workdir);
@@ -739,7 +746,10 @@ static int wait_ready(bench_t *b, procs_t *p) {
             tail_log(b, "lab-0.log");
             return -1;
         }
-        if (interrupted(b)) return -1;
+        if (interrupted(b)) {
+            ops_error(CMD, "interrupted by a signal");
+            return -1;
+        }
         sleep_ms(20);
     }
 }
@@ -1000,6 +1010,7 @@ static int run_pipeline(bench_t *b, result_t *res) {
             goto out;
         }
         bench_lat_init(&ob.lat, (size_t)n);
+        bench_lat_init(&ob.lab_lat, (size_t)n);
     }
     if (bench_info(b->ctl, &i0) != 0) {
         ops_error(CMD, "INFO failed");
@@ -1069,7 +1080,7 @@ static int run_pipeline(bench_t *b, result_t *res) {
     uv_timer_stop(&p.poll);
     uv_timer_stop(&p.deadline);
     if (b->interrupted) {
-        ops_error(CMD, "interrupted");
+        ops_error(CMD, "interrupted by a signal");
         goto out;
     }
     if (p.failed || !got_i1) {
@@ -1088,6 +1099,10 @@ static int run_pipeline(bench_t *b, result_t *res) {
         v[F_lat_p99_ms] = bench_lat_q(&ob.lat, 0.99);
         v[F_lat_p999_ms] = bench_lat_q(&ob.lat, 0.999);
         v[F_lat_max_ms] = bench_lat_q(&ob.lat, 1.0);
+        bench_lat_sort(&ob.lab_lat);
+        v[F_lab_lat_p50_ms] = bench_lat_q(&ob.lab_lat, 0.5);
+        v[F_lab_lat_p99_ms] = bench_lat_q(&ob.lab_lat, 0.99);
+        v[F_lab_lat_p999_ms] = bench_lat_q(&ob.lab_lat, 0.999);
         v[F_reports_seen] = (double)ob.reports;
         v[F_report_errors] = (double)ob.errors;
         v[F_observer_cpu_us_per_task] = per_task((double)ob.cpu_us, n);
@@ -1132,6 +1147,10 @@ static int run_pipeline(bench_t *b, result_t *res) {
         printf("  latency enqueue -> report in the stream (exact, %" PRIu64 " reports): p50 %.3f "
                "ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms\n", ob.reports, v[F_lat_p50_ms],
                v[F_lat_p99_ms], v[F_lat_p999_ms], v[F_lat_max_ms]);
+    if (b->observe)
+        printf("  of which enqueue -> report written by the lab (its ts): p50 %.3f ms, p99 %.3f "
+               "ms, p99.9 %.3f ms\n", v[F_lab_lat_p50_ms], v[F_lab_lat_p99_ms],
+               v[F_lab_lat_p999_ms]);
     printf("  Redis: %.2f commands/task, %.3f us CPU/task (main thread; %.3f without the "
            "bench's own reads)\n", v[F_redis_cmds_per_task], v[F_redis_cpu_us_per_task],
            v[F_redis_cpu_us_per_task_pipeline]);
@@ -1191,6 +1210,7 @@ out:
     free(p.bars);
     bench_disconnect(ob.c);
     bench_lat_free(&ob.lat);
+    bench_lat_free(&ob.lab_lat);
     return rc;
 }
 
@@ -1437,12 +1457,12 @@ int ops_cmd_bench(cga_app_t *a) {
     free_env(&b);
     free(b.walk);
     bench_disconnect(b.ctl);
-    if (failed || b.keep) {
+    if (b.keep || (failed && b.spawned)) {
         fprintf(stderr, "%s %s: logs and metrics of the processes are in %s\n", OPS_PROG, CMD,
                 b.workdir);
     } else {
         remove_workdir(&b);
     }
-    if (b.interrupted) return CGA_EXIT_OK;
-    return failed ? CGA_EXIT_FAILURE : CGA_EXIT_OK;
+    /* An interrupted benchmark has no result: that is a failure, not a graceful stop. */
+    return failed || b.interrupted ? CGA_EXIT_FAILURE : CGA_EXIT_OK;
 }

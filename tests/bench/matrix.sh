@@ -52,7 +52,8 @@ for c in "${CASES[@]}"; do
     fi
     echo "== $name: $args" >&2
     # shellcheck disable=SC2086
-    if "$ROOT/tests/bench/bench.sh" "${BIN_ARGS[@]}" -- $args >"$OUT.d/$name.out" 2>&1; then
+    if "$ROOT/tests/bench/bench.sh" "${BIN_ARGS[@]}" -- $args >"$OUT.d/$name.out" 2>&1 &&
+        [ "$(tail -c 2 "$OUT.d/$name.out" | head -c 1)" = "}" ]; then
         printf '%s\t%s\n' "$name" "$(tail -n 1 "$OUT.d/$name.out")" >>"$OUT"
         grep -E '^(bare transport|pipeline)' "$OUT.d/$name.out" | tail -n 3 >&2
     else

@@ -12,7 +12,7 @@ trap 'rm -rf "$T"' EXIT
 FIELDS=(bench version runs runs_ok tasks batch labs concurrency lab_claim nexus_claim plugin bars
     symbols task_bytes report_bytes rate linger_us max_inflight observe bare pipeline nproc cpu
     redis_version e2e_tasks_per_s enqueue_tasks_per_s duration_s lat_p50_ms lat_p99_ms
-    lat_p999_ms lat_max_ms nexus_lat_p50_ms nexus_lat_p99_ms nexus_lat_p999_ms
+    lat_p999_ms lat_max_ms lab_lat_p50_ms lab_lat_p99_ms lab_lat_p999_ms nexus_lat_p50_ms nexus_lat_p99_ms nexus_lat_p999_ms
     redis_cmds_per_task redis_cpu_us_per_task redis_cpu_us_per_task_pipeline
     producer_cpu_us_per_task lab_cpu_us_per_task nexus_cpu_us_per_task observer_cpu_us_per_task
     cores_busy rss_bench_peak_kib rss_lab_idle_kib rss_lab_peak_kib rss_nexus_idle_kib
@@ -21,7 +21,7 @@ FIELDS=(bench version runs runs_ok tasks batch labs concurrency lab_claim nexus_
     bare_lat_p999_ms bare_lat_max_ms bare_redis_cmds_per_task bare_redis_cpu_us_per_task
     ratio_e2e ratio_redis_cpu)
 # Figures that must be measured (not null) in every case.
-MEASURED=(e2e_tasks_per_s enqueue_tasks_per_s lat_p50_ms lat_p99_ms lat_p999_ms lat_max_ms
+MEASURED=(e2e_tasks_per_s enqueue_tasks_per_s lat_p50_ms lat_p99_ms lat_p999_ms lat_max_ms lab_lat_p99_ms
     redis_cmds_per_task redis_cpu_us_per_task rss_lab_idle_kib rss_lab_peak_kib
     rss_nexus_peak_kib bare_e2e_tasks_per_s bare_lat_p99_ms ratio_e2e)
 
