@@ -23,6 +23,7 @@
 #include "cgalpha/log.h"
 #include "cgalpha/metrics.h"
 #include "cgalpha/redis.h"
+#include "cgalpha/state.h"
 
 #define MAX_COLLECTORS 8
 #define PROM_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -75,6 +76,11 @@ struct cga_app_s {
     int app_metrics_registered;
     cga_gauge_t *g_build, *g_uptime;
     conn_metrics_t cm[2];       /* [0] command connection, [1] subscription connection */
+
+    /* the state cache's hits and misses (cga_app_track_state) */
+    const cga_state_t *state;
+    uint64_t state_hits, state_misses; /* the state's counts already added */
+    cga_counter_t *c_hits, *c_misses;
 
     /* Redis INFO gauges (cga_app_enable_redis_info) */
     uv_timer_t info_timer;
@@ -589,6 +595,17 @@ static void update_conn_metrics(cga_app_t *a, conn_metrics_t *cm, cga_redis_t *r
     cga_gauge_set(cm->in_flight, (double)st.in_flight);
 }
 
+/* Adds what the tracked state's counts gained since the last call. */
+static void follow_state(cga_app_t *a) {
+    if (!a->state) return;
+    uint64_t hits = 0, misses = 0;
+    cga_state_stats(a->state, &hits, &misses);
+    if (hits > a->state_hits) cga_counter_add(a->c_hits, hits - a->state_hits);
+    if (misses > a->state_misses) cga_counter_add(a->c_misses, misses - a->state_misses);
+    a->state_hits = hits;
+    a->state_misses = misses;
+}
+
 void cga_app_metrics_refresh(cga_app_t *a) {
     cga_metrics_t *m = cga_app_metrics(a);
     if (!a->app_metrics_registered) {
@@ -609,8 +626,21 @@ void cga_app_metrics_refresh(cga_app_t *a) {
         if (!a->cm[1].connected) register_conn_metrics(m, &a->cm[1], "sub");
         update_conn_metrics(a, &a->cm[1], a->sub);
     }
+    follow_state(a);
     for (size_t i = 0; i < a->ncollectors; i++)
         a->collectors[i].cb(m, a->collectors[i].arg);
+}
+
+void cga_app_track_state(cga_app_t *a, const cga_state_t *s) {
+    follow_state(a); /* the old one's last counts */
+    a->state = s;
+    a->state_hits = a->state_misses = 0;
+    if (!s || a->c_hits) return;
+    cga_metrics_t *m = cga_app_metrics(a);
+    a->c_hits = cga_metrics_counter(m, "cgalpha_state_cache_hits_total",
+                                    "State GETs answered with a value", NULL);
+    a->c_misses = cga_metrics_counter(m, "cgalpha_state_cache_misses_total",
+                                      "State GETs answered with nothing", NULL);
 }
 
 int cga_app_on_metrics(cga_app_t *a, void (*cb)(cga_metrics_t *m, void *arg), void *arg) {

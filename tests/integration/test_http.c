@@ -25,6 +25,7 @@
 #include "cgalpha/http.h"
 #include "cgalpha/metrics.h"
 #include "cgalpha/redis.h"
+#include "cgalpha/state.h"
 #include "prom_check.h"
 #include "redis_server.h"
 #include "test.h"
@@ -540,6 +541,30 @@ static void on_ping(int status, struct redisReply *reply, void *arg) {
     if (status == CGA_OK) p->ok++;
 }
 
+static void on_state_get(int status, const char *data, size_t len, void *arg) {
+    (void)data;
+    (void)len;
+    int *left = arg;
+    CGA_ASSERT(status == CGA_OK || status == CGA_ENOTFOUND);
+    (*left)--;
+}
+
+static void on_state_set(int status, void *arg) {
+    CGA_ASSERT_OK(status);
+    (*(int *)arg)--;
+}
+
+/* hits GETs of a key that exists and misses of one that does not */
+static void state_gets(uv_loop_t *loop, cga_state_t *st, int hits, int misses) {
+    int left = 1 + hits + misses;
+    CGA_ASSERT_OK(cga_state_set(st, "present", "x", 1, 0, on_state_set, &left));
+    for (int i = 0; i < hits; i++)
+        CGA_ASSERT_OK(cga_state_get(st, "present", on_state_get, &left));
+    for (int i = 0; i < misses; i++)
+        CGA_ASSERT_OK(cga_state_get(st, "absent", on_state_get, &left));
+    while (left > 0) uv_run(loop, UV_RUN_ONCE);
+}
+
 static int collector_runs;
 
 static void collect(cga_metrics_t *m, void *arg) {
@@ -609,6 +634,31 @@ static void test_metrics(void) {
     CGA_ASSERT_EQ(metric(r.body, "cgalpha_redis_commands_in_flight{conn=\"cmd\"}"), 0);
     resp_free(&r);
     cga_app_off_metrics(a, collect, &collected);
+
+    /* the state cache's hits and misses */
+    cga_state_t *st = NULL;
+    CGA_ASSERT_OK(cga_state_create(&st, cga_app_redis(a), "httptest"));
+    state_gets(loop, st, 2, 1); /* before tracking: counted too */
+    cga_app_track_state(a, st);
+    state_gets(loop, st, 3, 4);
+    get(loop, port, "/metrics", &r);
+    cga_prom_validate(r.body);
+    CGA_ASSERT_EQ(metric(r.body, "cgalpha_state_cache_hits_total"), 5);
+    CGA_ASSERT_EQ(metric(r.body, "cgalpha_state_cache_misses_total"), 5);
+    resp_free(&r);
+    state_gets(loop, st, 1, 0);
+    cga_app_track_state(a, NULL); /* before the state goes: its last counts are kept */
+    cga_state_free(st);
+    CGA_ASSERT_OK(cga_state_create(&st, cga_app_redis(a), "httptest"));
+    cga_app_track_state(a, st); /* another one adds to the totals */
+    state_gets(loop, st, 0, 2);
+    get(loop, port, "/metrics", &r);
+    cga_prom_validate(r.body);
+    CGA_ASSERT_EQ(metric(r.body, "cgalpha_state_cache_hits_total"), 6);
+    CGA_ASSERT_EQ(metric(r.body, "cgalpha_state_cache_misses_total"), 7);
+    resp_free(&r);
+    cga_app_track_state(a, NULL);
+    cga_state_free(st);
 
     /* the subscription connection gets its own series once it exists */
     cga_redis_t *sub = cga_app_redis_sub(a);

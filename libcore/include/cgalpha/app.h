@@ -15,6 +15,7 @@ struct uv_loop_s;
 struct cga_redis_s;
 struct cga_metrics_s;
 struct cga_http_s;
+struct cga_state_s;
 
 /* Exit codes, documented in every --help. */
 enum cga_exit_code {
@@ -143,6 +144,13 @@ CGA_EXTERN int cga_app_on_metrics(cga_app_t *a, void (*cb)(struct cga_metrics_s 
 /* Removes the collector added with the same cb and arg (before arg goes away). */
 CGA_EXTERN void cga_app_off_metrics(cga_app_t *a, void (*cb)(struct cga_metrics_s *m, void *arg),
                                     void *arg);
+
+/* Exports the hit and miss counts of the process's state cache (state.h) as the counters
+ * cgalpha_state_cache_hits_total and cgalpha_state_cache_misses_total, brought up to date by
+ * each cga_app_metrics_refresh. One state object at a time (a later call replaces it, and all
+ * its counts add to the totals); NULL stops, and must come before the state object is freed.
+ * Borrows s. */
+CGA_EXTERN void cga_app_track_state(cga_app_t *a, const struct cga_state_s *s);
 
 /* Runs INFO memory, INFO clients and INFO stats on the command connection every interval_ms
  * (the first at once; skipped while Redis is not connected: the gauges keep their last
