@@ -13,9 +13,9 @@
  * OOM: while Redis refuses writes for want of memory (a write was answered OOM, or
  * used_memory >= maxmemory with maxmemory-policy noeviction) the level is red with a reason
  * starting "OOM", until used_memory falls below min(yellow %, 95 %) of maxmemory or maxmemory is
- * raised or unset (ops_level_oom_latch); a write answered OOM starts a round at once. Since Redis refuses SET
- * then, that semaphore is published by a Lua script flagged allow-oom (Redis >= 7.0), which
- * overwrites the small key all the same.
+ * raised or unset (ops_level_oom_latch); a write answered OOM starts a round at once. Since
+ * Redis refuses SET then, that semaphore is published by a Lua script flagged allow-oom (Redis
+ * >= 7.0), which overwrites the small key all the same.
  * Follower: every state_interval_ms reads <ns>:state:global_resources; a missing key is green. */
 
 #include <stdint.h>

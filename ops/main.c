@@ -219,10 +219,10 @@ static const command_t commands[] = {
      "Produces every task of the source, waits until Redis accepted every entry and prints\n"
      "one summary line: enqueued <tasks> tasks in <entries> entries in <s> s (<rate> tasks/s).\n"
      "Entries Redis does not take wait in the task buffer (--buffer-path) until it does; if the\n"
-     "buffer refuses them too (disk full) while Redis is down, it stops and exits 1 with the\n"
-     "count of tasks that could not be stored. Follows the published semaphore (throttles at\n"
-     "yellow, pauses at red). Shows progress on stderr when it is a terminal. Exit 5 when some\n"
-     "rows were bad or tasks too big (the others are enqueued).\n",
+     "buffer refuses them too (disk full), it stops, retries both for --grace-ms and exits 1\n"
+     "with the count of tasks that could not be stored. Follows the published semaphore\n"
+     "(throttles at yellow, pauses at red). Shows progress on stderr when it is a terminal.\n"
+     "Exit 5 when some rows were bad or tasks too big (the others are enqueued).\n",
      enqueue_settings, COUNT(enqueue_settings), 0, "warn", ops_cmd_enqueue},
     {"status", "queues, labs, semaphore and regimes",
      OPS_PROG " status [--json] [--buffer-path PATH]",

@@ -209,11 +209,11 @@ static void evaluate(prod_t *p) {
             finish(p);
         return;
     }
-    if (!p->is_run && st.store_failing && !cga_redis_is_connected(p->redis)) {
-        /* enqueue: neither Redis nor the buffer takes tasks: stop producing, retry both for the
-         * grace period, then report what could not be stored. */
+    if (!p->is_run && st.store_failing) {
+        /* enqueue: the buffer refuses entries Redis did not take: stop producing, retry both for
+         * the grace period, then report what could not be stored. */
         p->store_stop = 1;
-        begin_stop(p, "the task buffer refuses entries and Redis is down");
+        begin_stop(p, "the task buffer refuses entries that Redis did not take");
         return;
     }
     if (st.source_done && (!p->is_run || p->exit_when_done) && idle) finish(p);

@@ -199,7 +199,8 @@ int ops_cmd_recover(cga_app_t *a) {
     const char *ns = cga_app_ns(a);
     const char *path = cga_config_str(cfg, "OPS_BUFFER_PATH");
     if (!path) path = CGA_BUFFER_DEFAULT_PATH;
-    if (cga_config_bool(cfg, "OPS_DRY_RUN")) return dry_run(path, ns, cga_config_bool(cfg, "OPS_JSON"));
+    if (cga_config_bool(cfg, "OPS_DRY_RUN"))
+        return dry_run(path, ns, cga_config_bool(cfg, "OPS_JSON"));
 
     struct stat sb;
     if (stat(path, &sb) != 0 && errno == ENOENT) {
