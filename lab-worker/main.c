@@ -88,6 +88,18 @@ static unsigned cpu_count(void) {
  * anything could use it (errors are left for cga_app_create to report). One thread more than
  * the plugins get: the Redis connection resolves host names on the same pool, and a busy or
  * hung plugin must not hold up a reconnect. */
+/* --summary makes this run a tool, not the service: no HTTP endpoints (the service may hold
+ * the port). Looked at before the configuration is loaded, like the pool size below. */
+static int summary_requested(int argc, char **argv) {
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--summary") == 0) return 1;
+        if (strncmp(argv[i], "--summary=", 10) == 0) return strchr("1tTyY", argv[i][10]) != NULL;
+        if (strcmp(argv[i], "--no-summary") == 0) return 0;
+    }
+    const char *e = getenv("LAB_SUMMARY");
+    return e && *e && strchr("1tTyY", e[0]) != NULL;
+}
+
 static void set_threadpool_size(int argc, char **argv) {
     size_t ncommon = 0;
     const cga_setting_t *common = cga_config_common_settings(&ncommon);
@@ -214,6 +226,7 @@ int main(int argc, char **argv) {
         .details = details,
         .settings = lab_settings,
         .nsettings = NSETTINGS,
+        .serve_http = !summary_requested(argc - 1, argv + 1), /* a tool, not the service */
     };
     cga_app_t *app = NULL;
     int code = -1;

@@ -1034,6 +1034,7 @@ static void group_send(lab_worker_t *w, group_t *g) {
 
 static void write_metrics_file(lab_worker_t *w) {
     if (!w->metrics_file) return;
+    cga_app_metrics_refresh(w->app);
     int rc = cga_metrics_write_file(w->metrics, w->metrics_file);
     if (rc != CGA_OK && !w->metrics_file_failed)
         CGA_LOG(CGA_LOG_WARN, rc, "cannot write the metrics file %s", w->metrics_file);
@@ -1061,6 +1062,15 @@ static void check_stall(lab_worker_t *w) {
 }
 
 int lab_worker_is_stalled(const lab_worker_t *w) { return w->stalled; }
+
+/* /health: the stall flag and the tasks held; down (503) while stalled. */
+static void lab_health(cga_health_t *h, void *arg) {
+    lab_worker_t *w = arg;
+    cga_health_bool(h, "stalled", w->stalled);
+    cga_health_int(h, "held_tasks", (int64_t)w->held_tasks);
+    cga_health_int(h, "processed", (int64_t)w->processed);
+    if (w->stalled) cga_health_status(h, CGA_HEALTH_DOWN, "stalled: work waits, no ack or claim");
+}
 
 static void on_backlog(int status, const cga_queue_info_t *info, void *arg) {
     lab_worker_t *w = arg;
@@ -1340,8 +1350,9 @@ int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_
     if (rc != CGA_OK) goto fail;
     rc = cga_proto_writer_create(&w->hb_writer, &w->limits);
     if (rc != CGA_OK) goto fail;
-    rc = cga_metrics_create(&w->metrics);
-    if (rc != CGA_OK) goto fail;
+    w->metrics = cga_app_metrics(app); /* served on /metrics when CGALPHA_HTTP_PORT is set */
+    cga_app_track_state(app, w->state);
+    cga_app_set_health(app, lab_health, w);
 
     cga_metrics_t *m = w->metrics;
     w->m_entries = cga_metrics_counter(m, "cgalpha_lab_entries_claimed_total",
@@ -1428,6 +1439,8 @@ void lab_worker_start(lab_worker_t *w) {
 
 void lab_worker_free(lab_worker_t *w) {
     if (!w) return;
+    cga_app_set_health(w->app, NULL, NULL);
+    cga_app_track_state(w->app, NULL);
     /* Normal path: everything was released before the loop stopped. */
     while (w->free_entries) {
         entry_t *e = w->free_entries;
@@ -1461,7 +1474,6 @@ void lab_worker_free(lab_worker_t *w) {
     if (w->open) group_destroy(w->open);
     cga_proto_writer_free(w->hb_writer);
     cga_state_free(w->state);
-    cga_metrics_free(w->metrics);
     for (size_t i = 0; i < w->nplugins; i++) cga_plugin_free(w->plugins[i]);
     free(w->plugins);
     free(w->pnames);

@@ -505,6 +505,7 @@ static void on_refresh(uv_timer_t *t) {
 
 static void write_metrics(nexus_t *nx) {
     if (!nx->metrics_file) return;
+    cga_app_metrics_refresh(nx->app);
     int rc = cga_metrics_write_file(nx->metrics, nx->metrics_file);
     if (rc != CGA_OK && !nx->metrics_file_failed)
         CGA_LOG(CGA_LOG_WARN, rc, "cannot write the metrics file %s", nx->metrics_file);
@@ -532,6 +533,16 @@ static void on_backlog(int status, const cga_queue_info_t *info, void *arg) {
     nx->info_pending = 0;
     if (status == CGA_OK) nx->backlog = info->lag + info->pending;
     check_stall(nx);
+}
+
+/* /health: the role, the backlog and the stall flag; down (503) while stalled. */
+static void nexus_health(cga_health_t *h, void *arg) {
+    nexus_t *nx = arg;
+    static const char *const roles[] = {"standby", "loading", "active", "stopping"};
+    cga_health_str(h, "role", roles[nx->st]);
+    cga_health_int(h, "backlog", (int64_t)nx->backlog);
+    cga_health_bool(h, "stalled", nx->stalled);
+    if (nx->stalled) cga_health_status(h, CGA_HEALTH_DOWN, "stalled: reports wait, nothing folded");
 }
 
 static void on_metrics_tick(uv_timer_t *t) {
@@ -618,8 +629,8 @@ static int setup(nexus_t *nx) {
     if (rc == CGA_OK)
         rc = nx_fold_create(&nx->fold, (unsigned)cga_config_int(cfg, "NEXUS_HYSTERESIS"),
                             (unsigned)cga_config_int(cfg, "NEXUS_KEEP_WINDOWS"));
-    if (rc == CGA_OK) rc = cga_metrics_create(&nx->metrics);
     if (rc != CGA_OK) return rc;
+    nx->metrics = cga_app_metrics(nx->app); /* served on /metrics when CGALPHA_HTTP_PORT is set */
     nx->m_reports = cga_metrics_counter(nx->metrics, "cgalpha_nexus_reports_total",
                                         "Reports folded", NULL);
     nx->m_entries = cga_metrics_counter(nx->metrics, "cgalpha_nexus_entries_total",
@@ -631,6 +642,8 @@ static int setup(nexus_t *nx) {
     nx->m_latency = cga_metrics_histogram(nx->metrics, "cgalpha_task_latency_seconds",
                                           "Task enqueue to report folded by nexus", NULL, NULL, 0);
     cga_lock_on_lost(nx->lock, on_lost, nx);
+    cga_app_track_state(nx->app, nx->state);
+    cga_app_set_health(nx->app, nexus_health, nx);
     if (nx->metrics_file || nx->stall_ms) {
         uv_timer_start(&nx->metrics_tick, on_metrics_tick, 1000, 1000);
         uv_unref((uv_handle_t *)&nx->metrics_tick);
@@ -644,6 +657,8 @@ static void on_closed(void *arg) { (*(unsigned *)arg)++; }
  * queue, running the loop until both are done, before the app closes the connection. */
 static void teardown(nexus_t *nx) {
     unsigned closed = 0, closing = 0;
+    cga_app_set_health(nx->app, NULL, NULL);
+    cga_app_track_state(nx->app, NULL);
     if (nx->loop) {
         uv_close((uv_handle_t *)&nx->retry, NULL);
         uv_close((uv_handle_t *)&nx->refresh, NULL);
@@ -665,7 +680,6 @@ static void teardown(nexus_t *nx) {
     cga_proto_reader_free(nx->reader);
     cga_proto_writer_free(nx->writer);
     nx_fold_free(nx->fold);
-    cga_metrics_free(nx->metrics);
     commit_free(&nx->commit);
 }
 
@@ -681,6 +695,7 @@ int main(int argc, char **argv) {
             "others wait as standbys and take over when it dies.",
         .settings = nexus_settings,
         .nsettings = sizeof nexus_settings / sizeof nexus_settings[0],
+        .serve_http = 1,
     };
     nexus_t nx;
     memset(&nx, 0, sizeof nx);
