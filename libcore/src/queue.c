@@ -667,7 +667,11 @@ static int pushed(cga_queue_t *q, int rc) {
     if (n >= q->opts.batch_max || cga_proto_writer_size(q->w) >= q->opts.batch_max_bytes)
         send_batch(q);
     else if (n == 1)
-        uv_timer_start(&q->linger, on_linger, q->linger_ms, 0);
+        /* Adaptive linger (as Nagle's algorithm): with nothing in flight there is nothing to
+         * wait behind, so the batch leaves at the next loop turn (still collecting what this
+         * turn pushes); while entries are in flight it lingers and fills. Low rates get the
+         * latency of a loop turn, high rates full batches. */
+        uv_timer_start(&q->linger, on_linger, q->in_flight ? q->linger_ms : 0, 0);
     return CGA_OK;
 }
 

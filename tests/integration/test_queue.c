@@ -334,11 +334,21 @@ static void test_linger_flushes_partial_batch(void) {
         uint64_t took = s.at_ms - t0;
         fprintf(stderr, "   linger %u us: one task acknowledged by Redis after %" PRIu64 " ms\n",
                 lingers[k], took);
+        /* nothing in flight: it leaves at the next loop turn whatever the linger */
+        CGA_ASSERT_OP(took, <=, 20);
+        /* with an entry in flight (a full batch just sent) the rest lingers and fills */
+        run_for(2);
+        t0 = cga_clock_mono_ms();
+        push_tasks(p, 100, 40); /* 32 leave at once, 8 wait */
+        WAIT_FOR(s.ok == 3, 1000);
+        took = s.at_ms - t0;
+        fprintf(stderr, "   linger %u us: the partial batch behind a full one after %" PRIu64
+                " ms\n", lingers[k], took);
         CGA_ASSERT_OP(took, <=, lingers[k] / 1000 + 20);
         if (lingers[k] >= 5000) CGA_ASSERT_OP(took, >=, 4);
         char key[64];
         key_of(key, sizeof key, ns, CGA_QUEUE_ANALYSIS, NULL);
-        CGA_ASSERT_EQ(cmd_int("XLEN %s", key), 1);
+        CGA_ASSERT_EQ(cmd_int("XLEN %s", key), 3);
         closeq(p);
     }
 }

@@ -29,9 +29,11 @@ typedef struct cga_queue_opts_s {
     size_t batch_max;          /* messages per entry, default 32 (at most limits.max_batch) */
     size_t batch_max_bytes;    /* an entry is sent once it holds this many bytes (it may pass it
                                   by its last message), default 512 KiB */
-    unsigned linger_us;        /* flush a partial batch this long after its first message,
-                                  default 1000; below 500 the batch leaves at the next loop
-                                  turn (whatever was pushed in the current turn goes together) */
+    unsigned linger_us;        /* while entries are in flight, flush a partial batch this long
+                                  after its first message, default 1000 (below 500: at the next
+                                  loop turn); with none in flight it leaves at the next loop
+                                  turn (adaptive, as Nagle's algorithm; whatever was pushed in
+                                  the current turn goes together) */
     unsigned lease_ms;         /* entries idle longer than this may be reclaimed, default 30000 */
     unsigned max_deliveries;   /* deliveries before dead-lettering, default 5 */
     size_t dead_max;           /* the dead-letter stream is capped near this, default 100000 */
