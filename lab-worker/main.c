@@ -270,10 +270,11 @@ int main(int argc, char **argv) {
     /* a service: Redis absent at start is an outage like any other (0: wait without limit;
      * rejected credentials still end it with 4) */
     int rc = cga_app_wait_connected(app, 0);
-    if (rc != CGA_OK) {
+    if (rc != CGA_OK || cga_app_signaled(app)) {
+        /* refused, or SIGTERM/SIGINT came with the connection: nothing was claimed yet */
         free_plugins(plugins, nplugins);
         cga_app_free(app);
-        return cga_app_exit_code(rc);
+        return rc != CGA_OK ? cga_app_exit_code(rc) : CGA_EXIT_OK;
     }
 
     unsigned conc = (unsigned)cga_config_int(cfg, "LAB_CONCURRENCY");
