@@ -289,6 +289,40 @@ static int start_http(cga_app_t *a, char *err, size_t errlen) {
     return CGA_OK;
 }
 
+/* A password given as a flag shows in ps and /proc/<pid>/cmdline (the process title): once the
+ * configuration holds its own copy, overwrite it in place with '*'. In a --redis-url only the
+ * password part is masked. */
+static void scrub_secret_flags(int argc, char **argv) {
+    for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        char *arg = argv[i], *v = NULL;
+        int url = 0;
+        if (strcmp(arg, "--redis-password") == 0 || strcmp(arg, "--redis-url") == 0) {
+            url = arg[8] == 'u';
+            if (i + 1 < argc) v = argv[++i];
+        } else if (strncmp(arg, "--redis-password=", 17) == 0) {
+            v = arg + 17;
+        } else if (strncmp(arg, "--redis-url=", 12) == 0) {
+            v = arg + 12;
+            url = 1;
+        }
+        if (!v) continue;
+        if (!url) {
+            memset(v, '*', strlen(v));
+            continue;
+        }
+        char *s = strstr(v, "://");
+        if (!s) continue;
+        s += 3;
+        char *at = NULL;
+        for (char *q = s; *q && *q != '/'; q++)
+            if (*q == '@') at = q;
+        if (!at) continue;
+        char *colon = memchr(s, ':', (size_t)(at - s));
+        char *pw = colon ? colon + 1 : s; /* redis://PASSWORD@host: a lone userinfo */
+        memset(pw, '*', (size_t)(at - pw));
+    }
+}
+
 void cga_app_create(cga_app_t **out, int *exit_code, const cga_app_info_t *info, int argc,
                     char **argv) {
     *out = NULL;
@@ -339,6 +373,7 @@ void cga_app_create(cga_app_t **out, int *exit_code, const cga_app_info_t *info,
         *exit_code = CGA_EXIT_USAGE;
         return;
     }
+    scrub_secret_flags(argc, argv);
     cga_app_t *a = cga_calloc(1, sizeof *a);
     a->name = cga_strdup(name);
     a->cfg = cfg;
