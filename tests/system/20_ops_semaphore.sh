@@ -24,7 +24,8 @@ step "memory >= 90% of maxmemory: red"
 used=$(rcli INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
 rcli CONFIG SET maxmemory $((used * 100 / 93 + 1)) >/dev/null
 wait_until 10 '[ "$(level)" = red ]' || fail "never red: $(level)"
-mp_field $SKEY why | grep -q "of maxmemory >= 90%" || fail "reason: $(mp_field $SKEY why)"
+# (if production filled Redis before the round saw 93 %, the red is Redis refusing writes: OOM)
+mp_field $SKEY why | grep -Eq "of maxmemory >= 90%|^OOM: " || fail "reason: $(mp_field $SKEY why)"
 rcli CONFIG SET maxmemory 0 >/dev/null
 wait_until 10 '[ "$(level)" = yellow ]' || fail "not back to yellow: $(level)"
 kill -TERM $Y
