@@ -302,7 +302,10 @@ int main(int argc, char **argv) {
     lab_worker_start(w);
     cga_app_run(app);
     code = lab_worker_exit_code(w);
-    /* The app closes Redis first (pending callbacks still find w), then w goes. */
+    /* The app closes Redis first (pending callbacks still find w), then w goes; the app must
+     * not call into w (health, state counters) once w is gone. */
+    cga_app_set_health(app, NULL, NULL);
+    cga_app_track_state(app, NULL);
     cga_app_free(app);
     lab_worker_free(w);
     return code;

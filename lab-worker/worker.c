@@ -1401,6 +1401,8 @@ int lab_worker_create(lab_worker_t **out, cga_app_t *app, const lab_worker_opts_
     return CGA_OK;
 
 fail:
+    cga_app_set_health(app, NULL, NULL); /* the app outlives nothing of w's from here */
+    cga_app_track_state(app, NULL);
     if (w->q) cga_queue_close(w->q, NULL, NULL); /* freed by the app's loop */
     if (w->rq) cga_queue_close(w->rq, NULL, NULL);
     w->q = w->rq = NULL;
@@ -1439,8 +1441,6 @@ void lab_worker_start(lab_worker_t *w) {
 
 void lab_worker_free(lab_worker_t *w) {
     if (!w) return;
-    cga_app_set_health(w->app, NULL, NULL);
-    cga_app_track_state(w->app, NULL);
     /* Normal path: everything was released before the loop stopped. */
     while (w->free_entries) {
         entry_t *e = w->free_entries;
