@@ -341,6 +341,7 @@ int main(int argc, char **argv) {
         .details = cmd->details,
         .settings = table,
         .nsettings = nset,
+        .serve_http = strcmp(cmd->name, "run") == 0, /* the service; the tools serve nothing */
     };
     cga_app_t *a = NULL;
     int code = CGA_EXIT_FAILURE;

@@ -422,6 +422,16 @@ static uint64_t buffer_left(prod_t *p) {
     return n;
 }
 
+/* /health of `run`: whether it is the active coordinator, and the tasks waiting in the buffer. */
+static void ops_health(cga_health_t *h, void *arg) {
+    prod_t *p = arg;
+    uint64_t entries = 0, tasks = 0;
+    if (p->buffer) cga_buffer_count(p->buffer, &entries, &tasks); /* O(1), unlike the stats */
+    cga_health_bool(h, "active", p->lock && cga_lock_is_held(p->lock));
+    cga_health_int(h, "buffer_entries", (int64_t)entries);
+    cga_health_int(h, "buffer_tasks", (int64_t)tasks);
+}
+
 static int produce(cga_app_t *a, int is_run) {
     prod_t pr;
     prod_t *p = &pr;
@@ -460,7 +470,12 @@ static int produce(cga_app_t *a, int is_run) {
         goto out;
     }
     cga_state_create(&p->state, p->redis, p->ns);
-    cga_metrics_create(&p->metrics);
+    p->metrics = cga_app_metrics(a); /* served on /metrics by `run` when CGALPHA_HTTP_PORT is set */
+    if (is_run) {
+        cga_app_enable_redis_info(a, 5000); /* the coordinator exports Redis INFO figures */
+        cga_app_track_state(a, p->state);
+        cga_app_set_health(a, ops_health, p);
+    }
 
     ops_producer_opts_t po = {
         .source = p->src,
@@ -599,9 +614,10 @@ out:
         ops_producer_close(p->prod, on_closed, p);
         while (p->closes > 0) uv_run(p->loop, UV_RUN_ONCE);
     }
+    cga_app_set_health(a, NULL, NULL);
+    cga_app_track_state(a, NULL);
     cga_buffer_free(p->buffer);
     cga_state_free(p->state);
-    cga_metrics_free(p->metrics);
     ops_source_close(p->src);
     if (p->truth && fclose(p->truth) != 0) {
         ops_error(p->cmd, "writing the truth file %s: %s", p->truth_path, strerror(errno));

@@ -10,6 +10,7 @@ NEXUS=$CGA_BIN_DIR/cgalpha-nexus
 REDIS_SERVER=${REDIS_SERVER:-redis-server}
 
 T=$(mktemp -d /tmp/cga-sys-XXXXXX)
+export OPS_BUFFER_PATH=$T/task_buffer.db # each scenario its own task buffer
 PIDS=()
 REDIS_PID=""
 
