@@ -26,8 +26,9 @@
 typedef struct lab_row_s {
     char id[TXT], host[TXT], plugins[TXT];
     uint32_t pid;
-    uint64_t processed, failed, started_us, ts_us;
+    uint64_t processed, failed, started_us, ts_us, last_ack_us;
     uint32_t inflight;
+    int stalled;
 } lab_row_t;
 
 typedef struct regime_row_s {
@@ -114,6 +115,8 @@ static void on_worker(int status, const char *data, size_t len, void *arg) {
             r->inflight = w.inflight;
             r->started_us = w.started_us;
             r->ts_us = w.ts_us;
+            r->last_ack_us = w.last_ack_us;
+            r->stalled = w.stalled;
         } else {
             CGA_LOG(CGA_LOG_WARN, 0, "a worker heartbeat does not decode: %s",
                     cga_proto_reader_error(s->reader));
@@ -232,9 +235,13 @@ static void print_json(const status_t *s, const char *ns, uint64_t now) {
         fputs(",\"plugins\":", f);
         ops_json_str(f, r->plugins, strlen(r->plugins));
         fprintf(f, ",\"pid\":%" PRIu32 ",\"processed\":%" PRIu64 ",\"failed\":%" PRIu64
-                ",\"inflight\":%" PRIu32 ",\"uptime_s\":%.3f,\"age_s\":%.3f}",
+                ",\"inflight\":%" PRIu32 ",\"uptime_s\":%.3f,\"age_s\":%.3f,\"stalled\":%s",
                 r->pid, r->processed, r->failed, r->inflight, age_s(r->started_us, now),
-                age_s(r->ts_us, now));
+                age_s(r->ts_us, now), r->stalled ? "true" : "false");
+        if (r->last_ack_us)
+            fprintf(f, ",\"last_ack_age_s\":%.3f}", age_s(r->last_ack_us, now));
+        else
+            fputs(",\"last_ack_age_s\":null}", f);
     }
     fputs("],\"regimes\":[", f);
     for (size_t i = 0; i < s->nregimes; i++) {
@@ -300,12 +307,13 @@ static void print_human(const status_t *s, const char *ns, uint64_t now) {
     }
     fprintf(f, "\nlabs alive: %zu\n", s->nlabs);
     if (s->nlabs) {
-        fprintf(f, "%-32s %-28s %10s %8s %8s %8s\n", "ID", "PLUGINS", "PROCESSED", "FAILED",
-                "INFLIGHT", "AGE");
+        fprintf(f, "%-32s %-28s %10s %8s %8s %8s  %s\n", "ID", "PLUGINS", "PROCESSED", "FAILED",
+                "INFLIGHT", "AGE", "STATE");
         for (size_t i = 0; i < s->nlabs; i++) {
             const lab_row_t *r = &s->labs[i];
-            fprintf(f, "%-32s %-28s %10" PRIu64 " %8" PRIu64 " %8" PRIu32 " %6.1f s\n", r->id,
-                    r->plugins, r->processed, r->failed, r->inflight, age_s(r->ts_us, now));
+            fprintf(f, "%-32s %-28s %10" PRIu64 " %8" PRIu64 " %8" PRIu32 " %6.1f s  %s\n",
+                    r->id, r->plugins, r->processed, r->failed, r->inflight,
+                    age_s(r->ts_us, now), r->stalled ? "STALLED" : "ok");
         }
     }
     fprintf(f, "\nregimes: %zu symbols\n", s->nregimes);

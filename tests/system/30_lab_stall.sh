@@ -22,6 +22,10 @@ wait_for 10 grep -q "stalled:" "$T_DIR/stuck.log" || fail "the stuck lab never s
 hb_stalled() { rcli GET "$NS:state:worker:stuck" | od -An -tx1 | tr -d ' \n' |
     grep -q "a57374616c6cc3"; }
 wait_for 6 hb_stalled || fail "the heartbeat does not say stalled"
+CGALPHA_LOG_LEVEL=warn "$OPS" status --json >"$T_DIR/status.json" 2>&1
+grep -q '"id":"stuck"[^}]*"stalled":true' "$T_DIR/status.json" ||
+    fail "cgalpha-ops status --json does not show the lab stalled: $(cat "$T_DIR/status.json")"
+CGALPHA_LOG_LEVEL=warn "$OPS" status | grep -q "STALLED" || fail "cgalpha-ops status: no STALLED"
 sleep 2
 [ "$(grep -c "stalled:" "$T_DIR/stuck.log")" = 1 ] || fail "the stall was logged more than once"
 kill -TERM "$STUCK"; wait "$STUCK" || true
