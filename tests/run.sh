@@ -38,7 +38,9 @@ if [ "$QUICK" = 0 ]; then
     (cd build-asan && ctest --output-on-failure -j "$JOBS")
 
     step "fuzz (${FUZZ_SECONDS}s per target)"
-    CC=clang build build-fuzz -DCGA_FUZZ=ON -DCGA_FUZZ_SECONDS="$FUZZ_SECONDS"
+    CC=clang cmake -S "$ROOT" -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCGA_FUZZ=ON \
+        -DCGA_FUZZ_SECONDS="$FUZZ_SECONDS" >/dev/null
+    cmake --build build-fuzz -j "$JOBS" --target fuzz_tasks fuzz_reports fuzz_small
     (cd build-fuzz && ctest --output-on-failure -L fuzz)
 fi
 step "all tests passed"

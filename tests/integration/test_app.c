@@ -125,8 +125,8 @@ static void test_help_and_version(void) {
         "TEST_WIDGETS (default: 3; 1..10)",
         "--version",
         "--env-file PATH",
-        "Exit codes:\n  0  success\n  1  runtime failure\n  2  bad usage or configuration\n"
-        "  3  Redis unreachable",
+        ("Exit codes:\n  0  success\n  1  runtime failure\n  2  bad usage or configuration\n"
+         "  3  Redis unreachable"),
         "  4  Redis rejected the credentials or the database index\n  5  bad input data",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
