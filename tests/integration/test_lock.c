@@ -19,36 +19,14 @@
 #include "cgalpha/redis.h"
 #include "redis_server.h"
 #include "test.h"
+#include "uv_wait.h"
 
 #define NS "cgalpha"
 
 static cga_test_redis_t srv;
-static pid_t main_pid;
-
-/* A failed assertion exits: stop the server then too (not from a forked child). */
-static void stop_server_at_exit(void) {
-    if (getpid() == main_pid) cga_test_redis_stop(&srv);
-}
 
 /* --- helpers ------------------------------------------------------------------------------ */
 
-static void tick_cb(uv_timer_t *t) {
-    (void)t;
-}
-
-/* Runs loop until cond holds or ms have passed (a 5 ms tick keeps uv_run from blocking). */
-#define RUN_UNTIL(loop, cond, ms)                                                          \
-    do {                                                                                   \
-        uv_timer_t tick_;                                                                  \
-        uv_timer_init((loop), &tick_);                                                     \
-        uv_timer_start(&tick_, tick_cb, 5, 5);                                             \
-        uint64_t end_ = cga_clock_mono_ms() + (ms);                                        \
-        while (!(cond) && cga_clock_mono_ms() < end_) uv_run((loop), UV_RUN_ONCE);         \
-        uv_close((uv_handle_t *)&tick_, NULL);                                             \
-        uv_run((loop), UV_RUN_NOWAIT);                                                     \
-    } while (0)
-
-#define RUN_FOR(loop, ms) RUN_UNTIL(loop, 0, ms)
 
 static cga_redis_t *connect_redis(uv_loop_t *loop, unsigned command_timeout_ms) {
     cga_redis_opts_t o;
@@ -528,9 +506,7 @@ static void test_close_cancels_pending(void) {
 
 int main(void) {
     cga_log_set_process("test_lock");
-    main_pid = getpid();
     cga_test_redis_start(&srv, NULL);
-    atexit(stop_server_at_exit);
     CGA_RUN(test_mutual_exclusion_and_release);
     CGA_RUN(test_campaign_in_process);
     CGA_RUN(test_renewal_keeps_lock);

@@ -14,35 +14,13 @@
 #include "cgalpha/redis.h"
 #include "redis_server.h"
 #include "test.h"
+#include "uv_wait.h"
 
 #define NS "cgalpha"
 #define CHANNEL_KEY NS ":channel:market_regime"
 
 static cga_test_redis_t srv;
-static pid_t main_pid;
 
-/* A failed assertion exits: stop the server then too (not from a forked child). */
-static void stop_server_at_exit(void) {
-    if (getpid() == main_pid) cga_test_redis_stop(&srv);
-}
-
-static void tick_cb(uv_timer_t *t) {
-    (void)t;
-}
-
-/* Runs loop until cond holds or ms have passed (a 5 ms tick keeps uv_run from blocking). */
-#define RUN_UNTIL(loop, cond, ms)                                                          \
-    do {                                                                                   \
-        uv_timer_t tick_;                                                                  \
-        uv_timer_init((loop), &tick_);                                                     \
-        uv_timer_start(&tick_, tick_cb, 5, 5);                                             \
-        uint64_t end_ = cga_clock_mono_ms() + (ms);                                        \
-        while (!(cond) && cga_clock_mono_ms() < end_) uv_run((loop), UV_RUN_ONCE);         \
-        uv_close((uv_handle_t *)&tick_, NULL);                                             \
-        uv_run((loop), UV_RUN_NOWAIT);                                                     \
-    } while (0)
-
-#define RUN_FOR(loop, ms) RUN_UNTIL(loop, 0, ms)
 
 static cga_redis_t *connect_redis(uv_loop_t *loop) {
     cga_redis_opts_t o;
@@ -299,9 +277,7 @@ static void test_resubscribe_after_restart(void) {
 
 int main(void) {
     cga_log_set_process("test_pubsub");
-    main_pid = getpid();
     cga_test_redis_start(&srv, NULL);
-    atexit(stop_server_at_exit);
     CGA_RUN(test_publish_subscribe_in_order);
     CGA_RUN(test_two_subscribers_free_in_callback);
     CGA_RUN(test_resubscribe_after_restart);

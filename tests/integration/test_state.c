@@ -13,34 +13,12 @@
 #include "cgalpha/state.h"
 #include "redis_server.h"
 #include "test.h"
+#include "uv_wait.h"
 
 #define NS "cgalpha"
 
 static cga_test_redis_t srv;
-static pid_t main_pid;
 
-/* A failed assertion exits: stop the server then too (not from a forked child). */
-static void stop_server_at_exit(void) {
-    if (getpid() == main_pid) cga_test_redis_stop(&srv);
-}
-
-static void tick_cb(uv_timer_t *t) {
-    (void)t;
-}
-
-/* Runs loop until cond holds or ms have passed (a 5 ms tick keeps uv_run from blocking). */
-#define RUN_UNTIL(loop, cond, ms)                                                          \
-    do {                                                                                   \
-        uv_timer_t tick_;                                                                  \
-        uv_timer_init((loop), &tick_);                                                     \
-        uv_timer_start(&tick_, tick_cb, 5, 5);                                             \
-        uint64_t end_ = cga_clock_mono_ms() + (ms);                                        \
-        while (!(cond) && cga_clock_mono_ms() < end_) uv_run((loop), UV_RUN_ONCE);         \
-        uv_close((uv_handle_t *)&tick_, NULL);                                             \
-        uv_run((loop), UV_RUN_NOWAIT);                                                     \
-    } while (0)
-
-#define RUN_FOR(loop, ms) RUN_UNTIL(loop, 0, ms)
 
 static cga_redis_t *connect_redis(uv_loop_t *loop) {
     cga_redis_opts_t o;
@@ -320,9 +298,7 @@ static void test_scan(void) {
 
 int main(void) {
     cga_log_set_process("test_state");
-    main_pid = getpid();
     cga_test_redis_start(&srv, NULL);
-    atexit(stop_server_at_exit);
     CGA_RUN(test_round_trip_ttl_and_misses);
     CGA_RUN(test_expiry);
     CGA_RUN(test_scan);

@@ -39,10 +39,12 @@ static struct {
     pid_t pid;
     char dir[64];
 } live[MAX_LIVE];
+static pid_t owner; /* the test process that started them (a forked child that exits does not) */
 
 static void rm_dir(const char *dir);
 
 static void stop_live_at_exit(void) {
+    if (getpid() != owner) return;
     for (int i = 0; i < MAX_LIVE; i++) {
         if (live[i].pid > 0) {
             kill(live[i].pid, SIGKILL);
@@ -57,6 +59,7 @@ static void stop_live_at_exit(void) {
 static void track(const cga_test_redis_t *s) {
     static int registered;
     if (!registered) {
+        owner = getpid();
         atexit(stop_live_at_exit);
         registered = 1;
     }
