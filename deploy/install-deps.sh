@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang libclang-rt-dev
       libhiredis-dev libuv1-dev libmsgpack-dev libsqlite3-dev libmicrohttpd-dev libcmocka-dev
-      redis-server redis-tools)
+      redis-server redis-tools sqlite3)
 
 missing=()
 for p in "${PKGS[@]}"; do
