@@ -175,6 +175,11 @@ static const cga_setting_t dead_settings[] = {
      .help = "list: one JSON object per line"},
 };
 
+static const cga_setting_t purge_settings[] = {
+    {.env = "OPS_YES", .flag = "yes", .type = CGA_SET_BOOL, .def = "0",
+     .help = "really delete (without it: count the keys, delete nothing, exit 2)"},
+};
+
 static const cga_setting_t accuracy_settings[] = {
     {.env = "OPS_TRUTH", .flag = "truth", .type = CGA_SET_STR, .def = NULL,
      .help = "truth file written by --truth-out (CSV symbol,t,regime); required"},
@@ -248,6 +253,13 @@ static const command_t commands[] = {
      "prints per symbol and overall the fraction of bars whose detected regime (that of the\n"
      "last change with ws <= t) equals the truth, from each symbol's first detection on.\n",
      accuracy_settings, COUNT(accuracy_settings), 0, "warn", ops_cmd_accuracy},
+    {"purge", "delete every key of the namespace (SCAN, never KEYS)",
+     OPS_PROG " purge --yes",
+     "Deletes every <ns>:* key (queues with their pending entries, dead letters, state, locks,\n"
+     "the regime log) page by page with SCAN, and prints how many. Nothing outside the\n"
+     "namespace is touched. Without --yes it counts them, deletes nothing and exits 2.\n"
+     "Stop the namespace's processes first: a running ops or lab recreates its keys.\n",
+     purge_settings, COUNT(purge_settings), 0, "warn", ops_cmd_purge},
     {"watch", "print regime changes as nexus publishes them",
      OPS_PROG " watch [--history] [--count N] [--for-ms MS] [--json]",
      "Subscribes to <ns>:channel:market_regime and prints each RegimeChange. Pub/sub forgets\n"
@@ -316,7 +328,7 @@ int main(int argc, char **argv) {
         if (strcmp(commands[i].name, name) == 0) cmd = &commands[i];
     if (!cmd) {
         fprintf(stderr, "%s: unknown command '%s' (commands: run, enqueue, status, dead, "
-                "accuracy, watch, recover, bench; see %s --help)\n", OPS_PROG, name, OPS_PROG);
+                "accuracy, watch, recover, purge, bench; see %s --help)\n", OPS_PROG, name, OPS_PROG);
         return CGA_EXIT_USAGE;
     }
     /* The command's settings, then CGALPHA_LOG_LEVEL again with the command's default (a later

@@ -14,6 +14,7 @@ int ops_cmd_status(cga_app_t *a);
 int ops_cmd_dead(cga_app_t *a);
 int ops_cmd_accuracy(cga_app_t *a);
 int ops_cmd_watch(cga_app_t *a);
+int ops_cmd_purge(cga_app_t *a);
 int ops_cmd_recover(cga_app_t *a);
 
 /* Waits for Redis (up to REDIS_CONNECT_TIMEOUT_MS). Returns -1 when connected, else the exit
