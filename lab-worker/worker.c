@@ -624,47 +624,14 @@ static void entry_run(lab_worker_t *w, entry_t *e) {
 
 /* ---- dead letters and splits ----------------------------------------------------------------- */
 
-static void on_dead(int status, void *arg) {
-    entry_t *e = arg;
+/* The outcome of a dead-letter or a split (both atomic scripts that acknowledge the entry). */
+static void entry_op_done(entry_t *e, int status, const char *what) {
     lab_worker_t *w = e->w;
     w->pending_ops--;
-    if (status == CGA_OK) {
+    if (status == CGA_OK && e->mode == MODE_DEAD) {
         w->dead++;
         cga_counter_add(w->m_dead, 1);
-    } else if (status == CGA_ENOTFOUND) {
-        CGA_LOG(CGA_LOG_INFO, 0,
-                "entry %s is no longer pending here (acknowledged, or taken by another lab)",
-                e->qe->id);
-    } else {
-        CGA_LOG(CGA_LOG_WARN, status,
-                "dead-lettering entry %s failed; it stays pending and comes back after the lease",
-                e->qe->id);
-    }
-    entry_put(w, e, 1);
-    maybe_claim(w);
-    maybe_finish(w);
-}
-
-static void entry_dead(lab_worker_t *w, entry_t *e) {
-    e->mode = MODE_DEAD;
-    CGA_LOG(CGA_LOG_WARN, 0, "entry %s (delivery %" PRIu64 ") goes to the dead letters: %s",
-            e->qe->id, e->qe->deliveries, e->reason);
-    int rc = cga_queue_dead_letter(w->q, e->qe, e->reason, on_dead, e);
-    if (rc != CGA_OK) {
-        CGA_LOG(CGA_LOG_WARN, rc,
-                "dead-lettering entry %s failed; it stays pending and comes back after the lease",
-                e->qe->id);
-        entry_put(w, e, 1);
-        return;
-    }
-    w->pending_ops++;
-}
-
-static void on_split(int status, void *arg) {
-    entry_t *e = arg;
-    lab_worker_t *w = e->w;
-    w->pending_ops--;
-    if (status == CGA_OK) {
+    } else if (status == CGA_OK) {
         w->split++;
         cga_counter_add(w->m_split, 1);
         CGA_LOG(CGA_LOG_INFO, 0,
@@ -676,7 +643,7 @@ static void on_split(int status, void *arg) {
                 e->qe->id);
     } else {
         CGA_LOG(CGA_LOG_WARN, status,
-                "splitting entry %s failed; it stays pending and comes back after the lease",
+                "%s entry %s failed; it stays pending and comes back after the lease", what,
                 e->qe->id);
     }
     entry_put(w, e, 1);
@@ -684,18 +651,36 @@ static void on_split(int status, void *arg) {
     maybe_finish(w);
 }
 
-static void entry_split(lab_worker_t *w, entry_t *e) {
-    e->mode = MODE_SPLIT;
-    int rc = cga_queue_split(w->q, e->qe, on_split, e);
+static void on_dead(int status, void *arg) { entry_op_done(arg, status, "dead-lettering"); }
+static void on_split(int status, void *arg) { entry_op_done(arg, status, "splitting"); }
+
+/* Starts a dead-letter (MODE_DEAD) or a split (MODE_SPLIT) of e; if Redis refuses it up front
+ * the entry stays pending and comes back after the lease. */
+static void entry_op_start(lab_worker_t *w, entry_t *e, int mode) {
+    e->mode = mode;
+    int rc;
+    const char *what;
+    if (mode == MODE_DEAD) {
+        CGA_LOG(CGA_LOG_WARN, 0, "entry %s (delivery %" PRIu64 ") goes to the dead letters: %s",
+                e->qe->id, e->qe->deliveries, e->reason);
+        what = "dead-lettering";
+        rc = cga_queue_dead_letter(w->q, e->qe, e->reason, on_dead, e);
+    } else {
+        what = "splitting";
+        rc = cga_queue_split(w->q, e->qe, on_split, e);
+    }
     if (rc != CGA_OK) {
         CGA_LOG(CGA_LOG_WARN, rc,
-                "splitting entry %s failed; it stays pending and comes back after the lease",
+                "%s entry %s failed; it stays pending and comes back after the lease", what,
                 e->qe->id);
         entry_put(w, e, 1);
         return;
     }
     w->pending_ops++;
 }
+
+static void entry_dead(lab_worker_t *w, entry_t *e) { entry_op_start(w, e, MODE_DEAD); }
+static void entry_split(lab_worker_t *w, entry_t *e) { entry_op_start(w, e, MODE_SPLIT); }
 
 /* ---- claimed entries ------------------------------------------------------------------------- */
 
