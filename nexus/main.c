@@ -294,8 +294,12 @@ static void commit(nexus_t *nx) {
 static void on_dead_lettered(int status, void *arg) {
     nexus_t *nx = arg;
     nx->dead_pending--;
-    if (status == CGA_OK) cga_counter_add(nx->m_dead, 1);
-    else CGA_LOG(CGA_LOG_WARN, status, "dead-lettering failed; the entry stays pending");
+    if (status == CGA_OK)
+        cga_counter_add(nx->m_dead, 1);
+    else if (status == CGA_ENOTFOUND) /* acknowledged meanwhile, or taken by another nexus */
+        CGA_LOG(CGA_LOG_INFO, 0, "a report entry to dead-letter was no longer pending here");
+    else
+        CGA_LOG(CGA_LOG_WARN, status, "dead-lettering failed; the entry stays pending");
     finish_if_idle(nx);
 }
 
