@@ -291,10 +291,18 @@ static int classify(cga_buffer_t *b, int *ours) {
     int64_t app = 0, ver = 0, tables = 0;
     int rc;
     *ours = 0;
+    /* The three reads must see one snapshot: read apart, another process creating the schema
+     * meanwhile makes a new buffer look like tables without our id (another application's). */
+    int own_tx = sqlite3_get_autocommit(b->db);
+    if (own_tx && (rc = exec(b, "BEGIN", "opening"))) return rc;
     if ((rc = query_int(b, "PRAGMA application_id", &app, "opening")) ||
         (rc = query_int(b, "PRAGMA user_version", &ver, "opening")) ||
-        (rc = query_int(b, "SELECT count(*) FROM sqlite_master", &tables, "opening")))
+        (rc = query_int(b, "SELECT count(*) FROM sqlite_master", &tables, "opening"))) {
+        if (own_tx && !sqlite3_get_autocommit(b->db))
+            sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
         return rc;
+    }
+    if (own_tx && (rc = exec(b, "COMMIT", "opening"))) return rc;
     if (app == APP_ID && ver == CGA_BUFFER_SCHEMA_VERSION) {
         *ours = 1;
         return CGA_OK;
@@ -428,7 +436,16 @@ int cga_buffer_open(cga_buffer_t **out, const char *path, const cga_buffer_opts_
         goto fail;
     }
 
-    if ((rc = setup(b))) goto fail;
+    /* Changing a new file's journal mode needs the exclusive lock, and SQLite answers BUSY at
+     * once (no busy handler: it would deadlock) when another process is creating the same file
+     * at the same moment. Every step of setup() can be redone, so try again for the busy timeout. */
+    for (uint64_t t0 = cga_clock_mono_ms();;) {
+        if (!(rc = setup(b)) || b->errkind != CGA_BUFFER_EBUSY ||
+            cga_clock_mono_ms() - t0 >= b->o.busy_timeout_ms)
+            break;
+        uv_sleep(5 + (unsigned)(cga_clock_mono_us() % 16));
+    }
+    if (rc) goto fail;
 
     if (o.max_bytes) {
         int64_t page = 0, cur = 0;

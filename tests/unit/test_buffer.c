@@ -672,6 +672,42 @@ static void test_two_processes_append(void) {
     cga_buffer_free(b);
 }
 
+/* Several processes open one new path at the same moment (ops run and ops enqueue starting
+ * together): every one of them opens it, none takes the half-created file for another
+ * application's. Repeated over fresh paths, since the window is small. */
+static void test_concurrent_create(void) {
+    enum { ROUNDS = 40, KIDS = 4 };
+    cga_buffer_opts_t o;
+    cga_buffer_opts_init(&o);
+    o.sync = CGA_BUFFER_SYNC_NORMAL;
+    for (int r = 0; r < ROUNDS; r++) {
+        char rel[64], path[256];
+        snprintf(rel, sizeof rel, "race/%d/task_buffer.db", r);
+        path_in(path, sizeof path, rel);
+        pid_t kids[KIDS];
+        for (int k = 0; k < KIDS; k++) {
+            kids[k] = fork();
+            CGA_ASSERT(kids[k] >= 0);
+            if (kids[k] == 0) {
+                cga_buffer_t *c = NULL;
+                char err[512];
+                if (cga_buffer_open(&c, path, &o, err, sizeof err)) {
+                    fprintf(stderr, "round %d: %s\n", r, err);
+                    _exit(2);
+                }
+                cga_buffer_free(c);
+                _exit(0);
+            }
+        }
+        for (int k = 0; k < KIDS; k++) {
+            int status = 0;
+            CGA_ASSERT_EQ(waitpid(kids[k], &status, 0), kids[k]);
+            CGA_ASSERT(WIFEXITED(status));
+            CGA_ASSERT_EQ(WEXITSTATUS(status), 0);
+        }
+    }
+}
+
 /* A drained buffer gives its space back (incremental vacuum), so one outage does not leave a
  * large file behind forever. */
 static void test_space_returned(void) {
@@ -718,6 +754,7 @@ int main(void) {
     CGA_RUN(test_readonly);
     CGA_RUN(test_drain_lease);
     CGA_RUN(test_two_processes_append);
+    CGA_RUN(test_concurrent_create);
     CGA_RUN(test_space_returned);
     remove_tmpdir();
     return 0;
