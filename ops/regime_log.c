@@ -42,6 +42,25 @@ static const redisReply *field_m(const redisReply *fields) {
     return NULL;
 }
 
+int ops_rlog_decode(cga_proto_reader_t *reader, const struct redisReply *entry,
+                    cga_regime_change_t *out, const char **why) {
+    *why = "not a stream entry";
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2 ||
+        entry->element[0]->type != REDIS_REPLY_STRING)
+        return CGA_EPROTO;
+    const redisReply *m = field_m(entry->element[1]);
+    if (!m) {
+        *why = "no field m";
+        return CGA_EPROTO;
+    }
+    if (cga_proto_decode_regime_change(reader, m->str, m->len, out) != CGA_OK) {
+        *why = cga_proto_reader_error(reader);
+        return CGA_EPROTO;
+    }
+    *why = NULL;
+    return CGA_OK;
+}
+
 static void on_range(int status, redisReply *reply, void *arg) {
     rlog_read_t *r = arg;
     if (status != CGA_OK || reply->type != REDIS_REPLY_ARRAY) {
@@ -55,14 +74,13 @@ static void on_range(int status, redisReply *reply, void *arg) {
             continue;
         snprintf(r->start, sizeof r->start, "(%s", e->element[0]->str);
         r->entries++;
-        const redisReply *m = field_m(e->element[1]);
         cga_regime_change_t rc;
-        if (!m || cga_proto_decode_regime_change(r->reader, m->str, m->len, &rc) != CGA_OK) {
+        const char *why;
+        if (ops_rlog_decode(r->reader, e, &rc, &why) != CGA_OK) {
             if (r->undecodable++ == 0)
                 CGA_LOG(CGA_LOG_WARN, 0,
                         "%s entry %s does not decode: %s (further ones only counted)", r->key,
-                        e->element[0]->str,
-                        m ? cga_proto_reader_error(r->reader) : "no field m");
+                        e->element[0]->str, why);
             continue;
         }
         r->each(&rc, r->arg);

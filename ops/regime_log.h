@@ -20,4 +20,9 @@ typedef void (*ops_rlog_done_cb)(int status, uint64_t entries, uint64_t undecoda
 int ops_rlog_read(cga_redis_t *redis, const char *ns, ops_rlog_each_cb each, ops_rlog_done_cb done,
                   void *arg);
 
+/* Decodes one entry of an XRANGE/XREVRANGE reply of the log (field "m"). Returns CGA_OK with
+ * *out (its strings point into entry and the reader), or CGA_EPROTO with *why. */
+int ops_rlog_decode(cga_proto_reader_t *reader, const struct redisReply *entry,
+                    cga_regime_change_t *out, const char **why);
+
 #endif
