@@ -15,7 +15,7 @@ QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 FUZZ_SECONDS=${FUZZ_SECONDS:-12}
 
-deploy/install-deps.sh
+deploy/install-deps.sh --test
 
 step() { printf '\n==== %s\n' "$*"; }
 build() { # dir, cmake args...
