@@ -727,7 +727,11 @@ void cga_config_print_help(const cga_config_t *c, FILE *out) {
         else if (s->def && s->type == CGA_SET_INT && (s->min || s->max))
             snprintf(right + r, sizeof right - r, " (default: %s; %" PRId64 "..%" PRId64 ")",
                      s->def, s->min, s->max);
-        else if (s->def)
+        else if (s->def && s->type == CGA_SET_BOOL) {
+            int b = 0; /* the defaults are checked at start-up: "0", "false", "1", ... */
+            parse_bool(s->def, &b);
+            snprintf(right + r, sizeof right - r, " (default: %s)", b ? "true" : "false");
+        } else if (s->def)
             snprintf(right + r, sizeof right - r, " (default: %s)", *s->def ? s->def : "\"\"");
         print_row(out, left, right, s->help);
     }
