@@ -90,6 +90,10 @@ const cga_setting_t ops_bench_settings[OPS_BENCH_NSETTINGS] = {
     {.env = "BENCH_OBSERVE", .flag = "observe", .type = CGA_SET_BOOL, .def = "1",
      .help = "read the reports with XREAD for exact latencies (--no-observe: nexus's "
              "histogram only)"},
+    {.env = "BENCH_TRIM_MS", .flag = "trim-ms", .type = CGA_SET_INT, .def = "0",
+     .help = "XTRIM MINID both queues every this many ms, as the coordinator does (0: never; "
+             "the reports queue only with --no-observe, whose reader is no consumer group)",
+     .min = 0, .max = 3600000},
     {.env = "BENCH_TIMEOUT_S", .flag = "timeout-s", .type = CGA_SET_INT, .def = "600",
      .help = "a phase that takes longer fails", .min = 1, .max = 86400},
     {.env = "BENCH_BIN_DIR", .flag = "bin-dir", .type = CGA_SET_STR, .def = NULL,
@@ -117,6 +121,7 @@ const cga_setting_t ops_bench_settings[OPS_BENCH_NSETTINGS] = {
     X(observer_cpu_us_per_task) X(cores_busy)                                                   \
     X(rss_bench_peak_kib) X(rss_lab_idle_kib) X(rss_lab_peak_kib) X(rss_nexus_idle_kib)         \
     X(rss_nexus_peak_kib) X(rss_redis_peak_kib)                                                 \
+    X(rss_lab_10pct_kib) X(rss_lab_50pct_kib) X(rss_lab_end_kib) X(trimmed_entries)             \
     X(reports_seen) X(report_errors) X(dead_letters) X(nexus_reports)                           \
     X(bare_e2e_tasks_per_s) X(bare_enqueue_tasks_per_s)                                         \
     X(bare_lat_p50_ms) X(bare_lat_p99_ms) X(bare_lat_p999_ms) X(bare_lat_max_ms)                \
@@ -152,7 +157,7 @@ typedef struct bench_s {
     uint64_t tasks;
     size_t batch, labs, concurrency, lab_claim, nexus_claim, bars, symbols, max_inflight;
     uint64_t rate;
-    unsigned linger_us, timeout_s, runs;
+    unsigned linger_us, timeout_s, runs, trim_ms;
     int bare, pipeline, observe, keep;
     char plugin[64];
     char akey[CGA_KEY_MAX], rkey[CGA_KEY_MAX], bare_akey[CGA_KEY_MAX], bare_rkey[CGA_KEY_MAX];
@@ -779,11 +784,19 @@ static int stop_all(bench_t *b, procs_t *p) {
 
 /* ---- the pipeline phase: producer on the loop ------------------------------------------- */
 
+#define RSS_SAMPLES 10 /* the first lab's VmRSS at each tenth of the tasks enqueued */
+
 typedef struct pipe_s {
     bench_t *b;
-    cga_queue_t *q;
+    cga_queue_t *q, *qr; /* the producer's analysis queue; reports (trimming only) */
     uv_idle_t idle;
-    uv_timer_t tick, poll, deadline;
+    uv_timer_t tick, poll, deadline, trim;
+    pid_t lab0;
+    long rss[RSS_SAMPLES];
+    unsigned nrss;
+    uint64_t trimmed;
+    unsigned trims_out;
+    int qr_closed;
     int handles;
     uint64_t pushed, tasks_ok;
     int failed;
@@ -872,6 +885,8 @@ static void on_sent(int status, const char *entry_id, const char *data, size_t l
         return;
     }
     p->tasks_ok += count;
+    while (p->nrss < RSS_SAMPLES && p->tasks_ok >= b->tasks * (p->nrss + 1) / RSS_SAMPLES)
+        p->rss[p->nrss++] = bench_proc_kib(p->lab0, "VmRSS");
     if (p->tasks_ok >= b->tasks && !p->t_enq) {
         p->t_enq = cga_clock_mono_us();
         uv_timer_start(&p->poll, on_poll, 1, 1);
@@ -879,6 +894,24 @@ static void on_sent(int status, const char *entry_id, const char *data, size_t l
     if (!b->rate && p->pushed < b->tasks && !uv_is_active((uv_handle_t *)&p->idle) &&
         cga_queue_entries_in_flight(p->q) < b->max_inflight)
         uv_idle_start(&p->idle, on_idle);
+}
+
+static void on_trimmed(int status, uint64_t n, void *arg) {
+    pipe_t *p = arg;
+    p->trims_out--;
+    if (status == CGA_OK) p->trimmed += n;
+}
+
+static void on_trim(uv_timer_t *t) {
+    pipe_t *p = t->data;
+    cga_queue_t *qs[2] = {p->q, p->qr};
+    for (int i = 0; i < 2; i++)
+        if (qs[i] && cga_queue_trim(qs[i], on_trimmed, p) == CGA_OK) p->trims_out++;
+}
+
+static void on_qr_closed(void *arg) {
+    pipe_t *p = arg;
+    p->qr_closed = 1;
 }
 
 static void on_deadline(uv_timer_t *t) {
@@ -1037,13 +1070,24 @@ static int run_pipeline(bench_t *b, result_t *res) {
         goto out;
     }
     cga_queue_on_sent(p.q, on_sent, &p);
+    if (b->trim_ms && !b->observe) {
+        qo.name = CGA_QUEUE_REPORTS;
+        qrc = cga_queue_create(&p.qr, b->loop, b->redis, &qo);
+        if (qrc != CGA_OK) {
+            ops_error(CMD, "cannot create the reports queue: %s", cga_strerror(qrc));
+            goto out;
+        }
+    }
+    p.lab0 = pr.lab[0];
     p.bars = cga_malloc(b->bars * sizeof *p.bars);
     uv_idle_init(b->loop, &p.idle);
     uv_timer_init(b->loop, &p.tick);
     uv_timer_init(b->loop, &p.poll);
     uv_timer_init(b->loop, &p.deadline);
-    p.idle.data = p.tick.data = p.poll.data = p.deadline.data = &p;
-    p.handles = 4;
+    uv_timer_init(b->loop, &p.trim);
+    p.idle.data = p.tick.data = p.poll.data = p.deadline.data = p.trim.data = &p;
+    p.handles = 5;
+    if (b->trim_ms) uv_timer_start(&p.trim, on_trim, b->trim_ms, b->trim_ms);
     uint64_t cpu0 = thread_cpu_us();
     p.t0 = cga_clock_mono_us();
     uv_timer_start(&p.deadline, on_deadline, (uint64_t)b->timeout_s * 1000u, 0);
@@ -1127,6 +1171,11 @@ static int run_pipeline(bench_t *b, result_t *res) {
     }
     v[F_rss_lab_idle_kib] = li;
     v[F_rss_lab_peak_kib] = lp;
+    v[F_rss_lab_10pct_kib] = p.nrss > 0 && p.rss[0] >= 0 ? (double)p.rss[0] : NAN;
+    v[F_rss_lab_50pct_kib] = p.nrss > 4 && p.rss[4] >= 0 ? (double)p.rss[4] : NAN;
+    long lab_end = bench_proc_kib(pr.lab[0], "VmRSS");
+    v[F_rss_lab_end_kib] = lab_end >= 0 ? (double)lab_end : NAN;
+    v[F_trimmed_entries] = b->trim_ms ? (double)p.trimmed : NAN;
     v[F_rss_nexus_idle_kib] = pr.nexus_idle >= 0 ? (double)pr.nexus_idle : NAN;
     v[F_rss_nexus_peak_kib] = pr.nexus_peak >= 0 ? (double)pr.nexus_peak : NAN;
     if (i1.pid > 0 && bench_proc_is((pid_t)i1.pid, "redis-server")) {
@@ -1164,6 +1213,13 @@ static int run_pipeline(bench_t *b, result_t *res) {
         printf(" lab[%zu] idle %ld peak %ld,", i, pr.lab_idle[i], pr.lab_peak[i]);
     printf(" nexus idle %ld peak %ld, bench peak %.0f, redis peak %.0f\n", pr.nexus_idle,
            pr.nexus_peak, v[F_rss_bench_peak_kib], v[F_rss_redis_peak_kib]);
+    printf("  lab[0] RSS (KiB) at each tenth of the tasks enqueued:");
+    for (unsigned i = 0; i < p.nrss; i++) printf(" %ld", p.rss[i]);
+    printf("; after the run %ld\n", lab_end);
+    if (b->trim_ms)
+        printf("  trimmed %" PRIu64 " entries (XTRIM MINID every %u ms%s)\n", p.trimmed,
+               b->trim_ms, b->observe ? ", analysis queue only: the observer reads the reports"
+                                      : "");
     if (dead > 0 || ob.errors > 0)
         printf("  WARNING: %lld dead letters, %" PRIu64 " reports with errors\n", dead,
                ob.errors);
@@ -1196,11 +1252,17 @@ out:
             printf("  nexus: no metrics file (this nexus has no NEXUS_METRICS_FILE)\n");
         }
     }
+    if (p.handles) uv_timer_stop(&p.trim);
+    if (p.qr) {
+        cga_queue_close(p.qr, on_qr_closed, &p);
+        while (!p.qr_closed) uv_run(b->loop, UV_RUN_ONCE);
+    }
     if (p.q) {
         cga_queue_close(p.q, on_queue_closed, &p);
         while (!p.queue_closed) uv_run(b->loop, UV_RUN_ONCE);
     }
     if (p.handles) {
+        uv_close((uv_handle_t *)&p.trim, on_pipe_handle_closed);
         uv_close((uv_handle_t *)&p.idle, on_pipe_handle_closed);
         uv_close((uv_handle_t *)&p.tick, on_pipe_handle_closed);
         uv_close((uv_handle_t *)&p.poll, on_pipe_handle_closed);
@@ -1294,6 +1356,7 @@ static int setup(bench_t *b) {
     b->bare = cga_config_bool(c, "BENCH_BARE");
     b->pipeline = cga_config_bool(c, "BENCH_PIPELINE");
     b->observe = cga_config_bool(c, "BENCH_OBSERVE");
+    b->trim_ms = (unsigned)cga_config_int(c, "BENCH_TRIM_MS");
     b->keep = cga_config_bool(c, "BENCH_KEEP");
     snprintf(b->plugin, sizeof b->plugin, "%s", cga_config_str(c, "BENCH_PLUGIN"));
     if (b->bars + 2 >= WALK_LEN) {

@@ -17,7 +17,7 @@
 #include "cgalpha/app.h"
 #include "cgalpha/config.h"
 
-#define OPS_BENCH_NSETTINGS 21
+#define OPS_BENCH_NSETTINGS 22
 extern const cga_setting_t ops_bench_settings[OPS_BENCH_NSETTINGS];
 int ops_cmd_bench(cga_app_t *a);
 

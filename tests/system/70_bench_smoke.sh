@@ -19,11 +19,12 @@ FIELDS=(bench version runs runs_ok tasks batch labs concurrency lab_claim nexus_
     rss_nexus_peak_kib rss_redis_peak_kib reports_seen report_errors dead_letters nexus_reports
     bare_e2e_tasks_per_s bare_enqueue_tasks_per_s bare_lat_p50_ms bare_lat_p99_ms
     bare_lat_p999_ms bare_lat_max_ms bare_redis_cmds_per_task bare_redis_cpu_us_per_task
-    ratio_e2e ratio_redis_cpu)
+    ratio_e2e ratio_redis_cpu rss_lab_10pct_kib rss_lab_50pct_kib rss_lab_end_kib trimmed_entries)
 # Figures that must be measured (not null) in every case.
 MEASURED=(e2e_tasks_per_s enqueue_tasks_per_s lat_p50_ms lat_p99_ms lat_p999_ms lat_max_ms lab_lat_p99_ms
     redis_cmds_per_task redis_cpu_us_per_task rss_lab_idle_kib rss_lab_peak_kib
-    rss_nexus_peak_kib bare_e2e_tasks_per_s bare_lat_p99_ms ratio_e2e)
+    rss_nexus_peak_kib bare_e2e_tasks_per_s bare_lat_p99_ms ratio_e2e rss_lab_10pct_kib
+    rss_lab_50pct_kib rss_lab_end_kib)
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
@@ -67,3 +68,15 @@ check batched 3000 "$T/batched.out"
 "$BENCH" --bin-dir "$CGA_BIN_DIR" -- --tasks 600 --batch 1 --labs 2 --plugin trend --rate 1500 \
     --timeout-s 120 >"$T/steady.out" 2>&1 || { cat "$T/steady.out" >&2; fail "steady run exited"; }
 check "one per entry, 2 labs, trend, 1500 tasks/s" 600 "$T/steady.out"
+
+# Trimming as the coordinator does (no observer: it is no consumer group), the lab's RSS sampled
+# over the run: every report still reaches nexus, and entries were trimmed.
+"$BENCH" --bin-dir "$CGA_BIN_DIR" -- --tasks 20000 --batch 8 --no-observe --no-bare --trim-ms 100 \
+    --timeout-s 120 >"$T/trim.out" 2>&1 || { cat "$T/trim.out" >&2; fail "trim run exited"; }
+grep -q "trimmed [1-9][0-9]* entries (XTRIM MINID every 100 ms)" "$T/trim.out" ||
+    { cat "$T/trim.out" >&2; fail "trim run: nothing trimmed"; }
+json=$(tail -n 1 "$T/trim.out")
+grep -q '"nexus_reports":20000[,}]' <<<"$json" || fail "trim run: nexus did not fold every report: $json"
+grep -q '"dead_letters":0[,}]' <<<"$json" || fail "trim run: dead letters"
+grep -Eq '"rss_lab_end_kib":[1-9]' <<<"$json" || fail "trim run: lab RSS not sampled"
+echo "ok: trimmed run"
