@@ -81,6 +81,9 @@ const cga_setting_t ops_bench_settings[OPS_BENCH_NSETTINGS] = {
      .max = 1000000},
     {.env = "BENCH_MAX_INFLIGHT", .flag = "max-inflight", .type = CGA_SET_INT, .def = "64",
      .help = "producer: entries sent and not yet answered, at most", .min = 1, .max = 100000},
+    {.env = "BENCH_MAX_INFLIGHT_BYTES", .flag = "max-inflight-bytes", .type = CGA_SET_INT,
+     .def = "524288", .help = "producer: and their bytes, at most (one entry always goes)",
+     .min = 1024, .max = INT64_C(1073741824)},
     {.env = "BENCH_RUNS", .flag = "runs", .type = CGA_SET_INT, .def = "1",
      .help = "runs; the JSON line gives the median of each figure", .min = 1, .max = 99},
     {.env = "BENCH_BARE", .flag = "bare", .type = CGA_SET_BOOL, .def = "1",
@@ -156,6 +159,7 @@ typedef struct bench_s {
     const char *ns;
     uint64_t tasks;
     size_t batch, labs, concurrency, lab_claim, nexus_claim, bars, symbols, max_inflight;
+    size_t max_inflight_bytes;
     uint64_t rate;
     unsigned linger_us, timeout_s, runs, trim_ms;
     int bare, pipeline, observe, keep;
@@ -845,11 +849,19 @@ static void on_poll(uv_timer_t *t) {
     }
 }
 
+/* Room for one more entry: as ops's producer, fewer than --max-inflight entries and
+ * --max-inflight-bytes bytes unanswered (one entry always goes). */
+static int window_open(const pipe_t *p) {
+    size_t n = cga_queue_entries_in_flight(p->q);
+    return n < p->b->max_inflight &&
+           (n == 0 || cga_queue_bytes_in_flight(p->q) < p->b->max_inflight_bytes);
+}
+
 static void on_idle(uv_idle_t *h) {
     pipe_t *p = h->data;
     bench_t *b = p->b;
     for (int k = 0; k < 4096 && p->pushed < b->tasks && !p->failed; k++) {
-        if (cga_queue_entries_in_flight(p->q) >= b->max_inflight) {
+        if (!window_open(p)) {
             uv_idle_stop(h); /* on_sent starts it again */
             return;
         }
@@ -892,7 +904,7 @@ static void on_sent(int status, const char *entry_id, const char *data, size_t l
         uv_timer_start(&p->poll, on_poll, 1, 1);
     }
     if (!b->rate && p->pushed < b->tasks && !uv_is_active((uv_handle_t *)&p->idle) &&
-        cga_queue_entries_in_flight(p->q) < b->max_inflight)
+        window_open(p))
         uv_idle_start(&p->idle, on_idle);
 }
 
@@ -977,7 +989,8 @@ static int run_bare(bench_t *b, result_t *res) {
         .cfg = b->cfg, .akey = b->bare_akey, .rkey = b->bare_rkey, .tasks = b->tasks,
         .batch = b->batch, .labs = b->labs, .lab_claim = claim, .nexus_claim = b->nexus_claim,
         .task_bytes = b->task_bytes, .report_bytes = b->report_bytes, .rate = b->rate,
-        .max_inflight = b->max_inflight, .timeout_s = b->timeout_s,
+        .max_inflight = b->max_inflight, .max_inflight_bytes = b->max_inflight_bytes,
+        .timeout_s = b->timeout_s,
         .interrupted = &b->interrupted,
     };
     bench_bare_result_t r;
@@ -1298,10 +1311,12 @@ static void print_json(const bench_t *b, const result_t *r, unsigned runs_ok, FI
             b->lab_claim, b->nexus_claim);
     ops_json_str(f, b->plugin, strlen(b->plugin));
     fprintf(f, ",\"bars\":%zu,\"symbols\":%zu,\"task_bytes\":%zu,\"report_bytes\":%zu,"
-            "\"rate\":%" PRIu64 ",\"linger_us\":%u,\"max_inflight\":%zu,\"observe\":%s,"
+            "\"rate\":%" PRIu64 ",\"linger_us\":%u,\"max_inflight\":%zu,"
+            "\"max_inflight_bytes\":%zu,\"observe\":%s,"
             "\"bare\":%s,\"pipeline\":%s,\"nproc\":%ld,\"cpu\":",
             b->bars, b->symbols, b->task_bytes, b->report_bytes, b->rate, b->linger_us,
-            b->max_inflight, b->observe ? "true" : "false", b->bare ? "true" : "false",
+            b->max_inflight, b->max_inflight_bytes, b->observe ? "true" : "false",
+            b->bare ? "true" : "false",
             b->pipeline ? "true" : "false", sysconf(_SC_NPROCESSORS_ONLN));
     ops_json_str(f, model, strlen(model));
     fprintf(f, ",\"redis_version\":");
@@ -1351,6 +1366,7 @@ static int setup(bench_t *b) {
     b->rate = (uint64_t)cga_config_int(c, "BENCH_RATE");
     b->linger_us = (unsigned)cga_config_int(c, "BENCH_LINGER_US");
     b->max_inflight = (size_t)cga_config_int(c, "BENCH_MAX_INFLIGHT");
+    b->max_inflight_bytes = (size_t)cga_config_int(c, "BENCH_MAX_INFLIGHT_BYTES");
     b->runs = (unsigned)cga_config_int(c, "BENCH_RUNS");
     b->timeout_s = (unsigned)cga_config_int(c, "BENCH_TIMEOUT_S");
     b->bare = cga_config_bool(c, "BENCH_BARE");
@@ -1471,8 +1487,8 @@ int ops_cmd_bench(cga_app_t *a) {
            "namespace %s, Redis %s\n", b.tasks, b.batch, b.labs, b.concurrency, b.lab_claim,
            b.nexus_claim, b.plugin, b.bars, b.task_bytes, b.report_bytes, b.ns,
            b.redis_version);
-    if (!b.rate) printf("  as fast as possible (producer: %zu entries in flight at most)\n",
-                        b.max_inflight);
+    if (!b.rate) printf("  as fast as possible (producer: %zu entries and %zu bytes in flight at "
+                        "most)\n", b.max_inflight, b.max_inflight_bytes);
     if (b.rate) printf("  steady rate: %" PRIu64 " tasks/s\n", b.rate);
     for (unsigned run = 0; run < b.runs && !b.interrupted; run++) {
         result_t *r = &rs[run];

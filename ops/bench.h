@@ -17,7 +17,7 @@
 #include "cgalpha/app.h"
 #include "cgalpha/config.h"
 
-#define OPS_BENCH_NSETTINGS 22
+#define OPS_BENCH_NSETTINGS 23
 extern const cga_setting_t ops_bench_settings[OPS_BENCH_NSETTINGS];
 int ops_cmd_bench(cga_app_t *a);
 
@@ -116,6 +116,7 @@ typedef struct bench_bare_opts_s {
     size_t report_bytes;
     uint64_t rate;            /* tasks/s, 0 = as fast as possible */
     size_t max_inflight;      /* entries sent and unanswered by the producer, at most */
+    size_t max_inflight_bytes;/* and their bytes, at most (one entry always goes) */
     unsigned timeout_s;
     volatile int *interrupted; /* set by the caller on SIGINT */
 } bench_bare_opts_t;

@@ -3,7 +3,8 @@
  * of the size of an encoded task / report, each carrying its task's enqueue time (8 bytes) so
  * that latency is measured per task, as in the full pipeline.
  *
- *   producer   XADD <akey> * m <batch of tasks>, up to max_inflight entries pipelined (as ops)
+ *   producer   XADD <akey> * m <batch of tasks>, up to max_inflight entries (and
+ *              max_inflight_bytes) pipelined (as ops)
  *   lab x K    XREADGROUP GROUP labs COUNT c BLOCK 100 > ; then, in one write: for each group of
  *              claimed entries (<= 1024 reports, <= 256 entries) MULTI, XADD <rkey> * m
  *              <reports>, XACK, EXEC, and the next XREADGROUP (the lab's complete overlaps its
@@ -132,7 +133,8 @@ static void *producer_main(void *arg) {
         atomic_fetch_add(&b->calls, 1);
         inflight++;
         sent += n;
-        while (inflight >= o->max_inflight || (sent == o->tasks && inflight > 0)) {
+        while (inflight >= o->max_inflight || (sent == o->tasks && inflight > 0) ||
+               inflight * o->batch * o->task_bytes >= o->max_inflight_bytes) {
             redisReply *r = get_reply(b, c, "XADD");
             if (!r) goto out;
             freeReplyObject(r);

@@ -85,6 +85,9 @@ static const char *check_queue(const char *v) {
      .help = "send a partial entry this long after its first task", .min = 0, .max = 1000000}, \
     {.env = "OPS_MAX_INFLIGHT", .flag = "max-inflight", .type = CGA_SET_INT, .def = "64",      \
      .help = "entries sent and not yet answered, at most", .min = 1, .max = 100000},           \
+    {.env = "OPS_MAX_INFLIGHT_BYTES", .flag = "max-inflight-bytes", .type = CGA_SET_INT,       \
+     .def = "524288", .help = "and their bytes at most (one entry always goes)", .min = 1024,  \
+     .max = INT64_C(1073741824)},                                                              \
     {.env = "OPS_GRACE_MS", .flag = "grace-ms", .type = CGA_SET_INT, .def = "10000",           \
      .help = "on SIGINT/SIGTERM: how long to wait for Redis to accept what was produced",      \
      .min = 0, .max = 3600000},                                                                \
@@ -327,8 +330,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < COUNT(commands); i++)
         if (strcmp(commands[i].name, name) == 0) cmd = &commands[i];
     if (!cmd) {
-        fprintf(stderr, "%s: unknown command '%s' (commands: run, enqueue, status, dead, "
-                "accuracy, watch, recover, purge, bench; see %s --help)\n", OPS_PROG, name, OPS_PROG);
+        fprintf(stderr, "%s: unknown command '%s' (commands:", OPS_PROG, name);
+        for (size_t i = 0; i < COUNT(commands); i++)
+            fprintf(stderr, "%s %s", i ? "," : "", commands[i].name);
+        fprintf(stderr, "; see %s --help)\n", OPS_PROG);
         return CGA_EXIT_USAGE;
     }
     /* The command's settings, then CGALPHA_LOG_LEVEL again with the command's default (a later

@@ -487,6 +487,7 @@ static int produce(cga_app_t *a, int is_run) {
         .bar_rate = (unsigned)cga_config_int(p->cfg, "OPS_BAR_RATE"),
         .linger_us = (unsigned)cga_config_int(p->cfg, "OPS_LINGER_US"),
         .max_inflight = (size_t)cga_config_int(p->cfg, "OPS_MAX_INFLIGHT"),
+        .max_inflight_bytes = (size_t)cga_config_int(p->cfg, "OPS_MAX_INFLIGHT_BYTES"),
         .max_task_bytes = (size_t)cga_config_int(p->cfg, "OPS_MAX_TASK_BYTES"),
         .on_write = on_write,
         .on_write_arg = p,

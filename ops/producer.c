@@ -75,6 +75,7 @@ struct ops_producer_s {
     uint64_t eseq_next;
     fly_t *fly;                    /* in flight, oldest first: fly[fly_head .. fly_head+fly_n) */
     size_t fly_head, fly_n, fly_cap;
+    size_t fly_bytes;              /* sum of their len */
     int fly_drained;               /* what is in flight: drained rows (1) or direct entries (0) */
     held_t *held_head, *held_tail;
 
@@ -153,7 +154,14 @@ static void fly_push(ops_producer_t *p, uint64_t eseq, int64_t row, size_t len, 
         }
     }
     p->fly[p->fly_head + p->fly_n++] = (fly_t){eseq, row, len, count};
+    p->fly_bytes += len;
     p->fly_drained = row != 0;
+}
+
+/* Room in the Redis window for one more entry: fewer than max_inflight entries and
+ * max_inflight_bytes bytes unanswered (limit: max_inflight, or 1 while probing). */
+static int window_open(const ops_producer_t *p, size_t limit) {
+    return p->fly_n < limit && (p->fly_n == 0 || p->fly_bytes < p->o.max_inflight_bytes);
 }
 
 /* The in-flight record of an outcome: outcomes come back in the order of sending, so it is the
@@ -164,6 +172,7 @@ static int fly_take(ops_producer_t *p, size_t len, size_t count, fly_t *out) {
         fly_t *f = &p->fly[p->fly_head + i];
         if (f->len != len || f->count != count) continue;
         *out = *f;
+        p->fly_bytes -= f->len;
         if (i == 0) {
             p->fly_head++;
         } else {
@@ -231,7 +240,7 @@ static void maybe_recovered(ops_producer_t *p) {
 /* Sends the held entries straight to Redis (the buffer refuses them and nothing older waits in
  * it), oldest first, while the window allows. */
 static void send_held(ops_producer_t *p) {
-    while (p->held_head && p->fly_n < p->o.max_inflight) {
+    while (p->held_head && window_open(p, p->o.max_inflight)) {
         held_t *h = p->held_head;
         if (cga_queue_send_entry(p->q, h->data, h->len, h->count) != CGA_OK) return;
         fly_push(p, h->eseq, 0, h->len, h->count);
@@ -437,7 +446,7 @@ static void drain(ops_producer_t *p) {
         p->lease_wait_logged = 0;
     }
     size_t window = p->drain_probe ? 1 : p->o.max_inflight;
-    while (p->fly_n < window) {
+    while (window_open(p, window)) {
         cga_buffer_batch_t *b = NULL;
         int rc = cga_buffer_peek(p->buf, p->qkey, p->drain_after, window - p->fly_n,
                                  DRAIN_PEEK_BYTES, &b);
@@ -627,7 +636,7 @@ static void push_window(ops_producer_t *p, const char *sym, const cga_bar_t *bar
 /* Room for one more entry: in the Redis window, or in memory on its way to the buffer. */
 static int has_room(ops_producer_t *p) {
     if (p->st.held_entries >= p->hold_max) return 0;
-    return p->fly_n < p->o.max_inflight || p->fly_drained || p->buffered || !connected(p);
+    return window_open(p, p->o.max_inflight) || p->fly_drained || p->buffered || !connected(p);
 }
 
 static void produce(ops_producer_t *p) {
@@ -747,6 +756,7 @@ int ops_producer_create(ops_producer_t **out, uv_loop_t *loop, cga_redis_t *redi
     snprintf(p->qkey, sizeof p->qkey, "%s", cga_queue_key(q));
     p->o = *o;
     if (p->o.max_inflight == 0) p->o.max_inflight = 64;
+    if (p->o.max_inflight_bytes == 0) p->o.max_inflight_bytes = 512 * 1024;
     if (p->o.batch == 0) p->o.batch = 32;
     if (p->o.max_bad_logged == 0) p->o.max_bad_logged = 100;
     if (p->o.max_task_bytes == 0) p->o.max_task_bytes = 1u << 20;
@@ -854,6 +864,7 @@ uint64_t ops_producer_finish(ops_producer_t *p) {
         /* The queue reports every outcome before it closes; anything left is unknown. */
         CGA_LOG(CGA_LOG_DEBUG, 0, "%zu entries in flight without an outcome", p->fly_n);
         p->fly_n = 0;
+        p->fly_bytes = 0;
     }
     store_held(p, 1);
     delete_accepted(p);

@@ -58,6 +58,9 @@ typedef struct ops_producer_opts_s {
                                     default 1000 (below 500: at the next loop turn) */
     unsigned bar_rate;           /* synthetic only: bars/s per symbol, 0 = unpaced */
     size_t max_inflight;         /* entries sent and unanswered at most, default 64 */
+    size_t max_inflight_bytes;   /* and their bytes at most (one entry always goes), default
+                                    512 KiB: hiredis 0.14 moves its whole unsent output after
+                                    every partial write, so a long output costs its square */
     size_t max_task_bytes;       /* one encoded task at most, default 1 MiB */
     unsigned max_bad_logged;     /* bad rows (and too big tasks) logged one by one (the rest
                                     only counted), default 100 */

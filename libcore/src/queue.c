@@ -282,6 +282,7 @@ struct cga_queue_s {
     size_t nrec_free;
     rec_t *def_head, *def_tail;
     size_t in_flight;      /* entries given to redis or refused, not yet reported */
+    size_t in_flight_bytes;/* and their bytes */
 
     op_t *op_free;
     size_t nop_free;
@@ -555,6 +556,7 @@ void cga_queue_on_sent(cga_queue_t *q, cga_queue_sent_cb cb, void *arg) {
 
 static void report_rec(cga_queue_t *q, rec_t *r, int status, const char *id) {
     q->in_flight--;
+    q->in_flight_bytes -= r->len;
     if (q->sent_cb)
         q->sent_cb(status, status == CGA_OK ? id : NULL, r->data, r->len, r->count, q->sent_arg);
     rec_put(q, r);
@@ -586,6 +588,7 @@ void cga_queue_close(cga_queue_t *q, void (*done)(void *arg), void *arg) {
         cga_proto_writer_finish(q->w, &r->data, &r->len);
         r->count = cga_proto_writer_count(q->w);
         q->in_flight++;
+        q->in_flight_bytes += r->len;
         report_rec(q, r, CGA_ECANCELED, NULL);
         cga_proto_writer_reset(q->w);
     }
@@ -625,6 +628,7 @@ static void send_rec(cga_queue_t *q, rec_t *r) {
     const char *argv[5] = {"XADD", q->key, "*", CGA_PROTO_FIELD, r->data};
     size_t len[5] = {4, q->keylen, 1, 1, r->len};
     q->in_flight++;
+    q->in_flight_bytes += r->len;
     int rc = cga_redis_commandv(q->redis, q->opts.redis_flags, 0, on_sent, r, 5, argv, len);
     if (rc == CGA_OK) {
         q->cmds++;
@@ -720,6 +724,10 @@ int cga_queue_send_entry(cga_queue_t *q, const char *data, size_t len, size_t co
 
 size_t cga_queue_entries_in_flight(const cga_queue_t *q) {
     return q->in_flight;
+}
+
+size_t cga_queue_bytes_in_flight(const cga_queue_t *q) {
+    return q->in_flight_bytes;
 }
 
 size_t cga_queue_messages_pending(const cga_queue_t *q) {

@@ -108,8 +108,10 @@ CGA_EXTERN void cga_queue_flush(cga_queue_t *q);
  * callback (count is handed back there). CGA_EINVAL for len 0, CGA_ECLOSED once closing. */
 CGA_EXTERN int cga_queue_send_entry(cga_queue_t *q, const char *data, size_t len, size_t count);
 
-/* Entries sent and not yet answered, and messages waiting in the current batch. */
+/* Entries sent and not yet answered (and their bytes), and messages waiting in the current
+ * batch. */
 CGA_EXTERN size_t cga_queue_entries_in_flight(const cga_queue_t *q);
+CGA_EXTERN size_t cga_queue_bytes_in_flight(const cga_queue_t *q);
 CGA_EXTERN size_t cga_queue_messages_pending(const cga_queue_t *q);
 
 /* ---- consuming --------------------------------------------------------------------------- */
