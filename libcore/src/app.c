@@ -402,6 +402,7 @@ void cga_app_create(cga_app_t **out, int *exit_code, const cga_app_info_t *info,
     snprintf(a->client_name, sizeof a->client_name, "%s:%s", name, id);
     snprintf(a->sub_client_name, sizeof a->sub_client_name, "%s:sub", a->client_name);
     a->ropts.client_name = a->client_name;
+    a->ropts.final_auth_at_start = 1; /* a wrong password at start: one line, exit 4 */
     describe_addr(a);
     signal(SIGPIPE, SIG_IGN);
 

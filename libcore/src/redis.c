@@ -632,6 +632,13 @@ static void attempt_failed(cga_redis_t *r, int rc) {
     r->last_error = rc;
     if (r->attempt < 64) r->attempt++;
     if (r->series == 0) r->down_since = now;
+    if (r->o.final_auth_at_start && !r->ever_connected &&
+        (rc == CGA_EAUTH || rc == CGA_ESELECT)) {
+        r->series_rc = rc;
+        r->series++;
+        if (!r->closing) notify(r, 0, rc); /* the caller gives up and says why */
+        return;
+    }
     if (r->series == 0 || (r->series_rc != 0 && rc != r->series_rc)) {
         if (r->errtext[0])
             CGA_LOG(CGA_LOG_ERROR, rc,

@@ -87,6 +87,10 @@ typedef struct cga_redis_opts_s {
     unsigned queue_timeout_ms;   /* how long a queued command may wait, default 10000 */
     unsigned breaker_failures;   /* consecutive failures that open the breaker, default 5 */
     unsigned breaker_open_ms;    /* open -> half-open after this, default 30000 */
+    int final_auth_at_start;     /* until the first connect, a rejected password or database
+                                    (CGA_EAUTH, CGA_ESELECT) is final: no retry and no log
+                                    here (listeners hear it; the caller reports it); 0: retried
+                                    like any failure */
 } cga_redis_opts_t;
 /* In cga_redis_create(), a 0 (or NULL host) in any numeric field means its default; a
  * backoff_cap_ms below backoff_base_ms is raised to it. */
