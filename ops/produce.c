@@ -24,6 +24,7 @@
 #include "cgalpha/redis.h"
 #include "cgalpha/state.h"
 #include "coord.h"
+#include "dashboard.h"
 #include "ops.h"
 #include "producer.h"
 #include "progress.h"
@@ -51,6 +52,7 @@ typedef struct prod_s {
     cga_lock_t *lock;
     ops_producer_t *prod;
     ops_coord_t *coord;
+    ops_dashboard_t *dash; /* run with an HTTP port: the page at / and /api/snapshot */
     uv_timer_t check, tick;
     int timers_open;
     int exit_when_done;
@@ -475,6 +477,8 @@ static int produce(cga_app_t *a, int is_run) {
         cga_app_enable_redis_info(a, 5000); /* the coordinator exports Redis INFO figures */
         cga_app_track_state(a, p->state);
         cga_app_set_health(a, ops_health, p);
+        int drc = ops_dashboard_start(&p->dash, a);
+        if (drc < 0) CGA_LOG(CGA_LOG_WARN, drc, "the dashboard is not served");
     }
 
     ops_producer_opts_t po = {
@@ -585,6 +589,10 @@ out:
     if (p->qr) {
         p->closes++;
         cga_queue_close(p->qr, on_closed, p);
+    }
+    if (p->dash) {
+        p->closes++;
+        ops_dashboard_close(p->dash, on_closed, p);
     }
     while (p->closes > 0) uv_run(p->loop, UV_RUN_ONCE);
     if (p->prod) {
