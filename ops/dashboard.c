@@ -108,11 +108,14 @@ static void on_api(const char *path, cga_http_response_t *res, void *arg) {
     uint64_t now = cga_clock_wall_ms();
     int connected = cga_redis_is_connected(d->redis);
     const char *why = NULL;
+    char text[160];
     if (!connected) {
         int e = cga_redis_last_error(d->redis);
-        why = cga_strerror(e ? e : CGA_ENOTCONN);
+        snprintf(text, sizeof text, "Redis not connected (%s)", cga_strerror(e ? e : CGA_ENOTCONN));
+        why = text;
     } else if (d->last_err) {
-        why = cga_strerror(d->last_err);
+        snprintf(text, sizeof text, "the last reading failed (%s)", cga_strerror(d->last_err));
+        why = text;
     } else if (!d->taken_ms) {
         why = "no reading yet";
     } else if (now > d->taken_ms + STALE_AFTER_MS) {

@@ -355,6 +355,7 @@
         var td = el('td', c[0], c[1]);
         if (c.length > 2) td.dataset.value = String(c[2]);
         if (c[0] === 'plugins') td.title = lab.plugins;
+        if (c[0] === 'n rate' && r === null) td.title = 'measuring: two heartbeats are needed';
         if (c[0] === 'n failed' && lab.failed > 0) td.classList.add('dead-nonzero');
         tr.appendChild(td);
       });
@@ -414,7 +415,9 @@
     regimes.forEach(add);
     var current = new Map();
     regimes.forEach(function (r) { current.set(r.symbol, r); });
-    var symbols = Array.from(bySym.keys()).sort();
+    var symbols = Array.from(bySym.keys()).sort(function (a, b) {
+      return a.localeCompare(b, 'en', { numeric: true }); /* SYN2 before SYN10 */
+    });
     box.dataset.symbols = String(symbols.length);
     box.textContent = '';
     if (!symbols.length) {
@@ -481,6 +484,7 @@
     var conn = $('conn');
     if (offline) {
       conn.dataset.state = 'offline';
+      document.body.dataset.stale = '1';
       conn.textContent = 'ops unreachable';
       conn.title = offline;
       return;
@@ -488,6 +492,7 @@
     $('ns').textContent = snap.namespace;
     document.title = 'cgalpha ops \u00b7 ' + snap.namespace;
     conn.dataset.state = snap.stale ? 'stale' : 'live';
+    document.body.dataset.stale = snap.stale ? '1' : '0';
     conn.textContent = snap.stale ? 'stale: ' + (snap.error || 'no reading') : 'live';
     conn.title = snap.redis && snap.redis.connected ? 'Redis connected' : 'Redis not connected';
     var up = $('updated');

@@ -210,7 +210,7 @@ log "Redis killed: the snapshot is served stale, the page says so"
 stop_redis KILL
 stale() {
     http_body "$P" /api/snapshot >"$T/stale.json"
-    grep -q '"redis":{"connected":false},"stale":true,"error":"' "$T/stale.json"
+    grep -q '"redis":{"connected":false},"stale":true,"error":"Redis not connected (' "$T/stale.json"
 }
 wait_for 10 "a stale snapshot" stale
 fetch "$P" /api/snapshot
@@ -219,6 +219,9 @@ head -n1 "$T/resp" | grep -q " 200 " || fail "stale snapshot not 200"
     fail "the stale snapshot lost the last reading"
 chrome --dump-dom "http://127.0.0.1:$P/" >"$T/dom-stale.html" || fail "chromium: exit $?"
 [ "$(dom_val "$T/dom-stale.html" conn data-state)" = stale ] || fail "page does not say stale"
+grep -q '<body[^>]*data-stale="1"' "$T/dom-stale.html" || fail "page not greyed out when stale"
+[ "$(dom_val "$T/dom-stale.html" q-analysis-length)" = "${WANT[analysis-length]}" ] ||
+    fail "the stale page lost the last reading"
 start_redis
 
 rc=0
