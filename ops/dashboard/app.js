@@ -1,6 +1,7 @@
-/* cgalpha ops dashboard. Polls /api/snapshot (same origin) every second, keeps five minutes of
- * history in memory, computes the rates from the labs' heartbeats, draws the charts on <canvas>
- * and the regime timeline as inline SVG. No framework, nothing fetched from anywhere else.
+/* cgalpha ops dashboard. Polls api/snapshot every second (a relative URL: the same server, and a
+ * path prefix added by a reverse proxy is kept), keeps five minutes of history in memory,
+ * computes the rates from the labs' processed counts, draws the charts on <canvas> and the
+ * regime timeline as inline SVG. No framework, nothing fetched from anywhere else.
  *
  * Every figure carries a stable id (or data-* attributes) and its raw value in data-value, so that
  * tests/system/50_dashboard.sh can read it from the DOM. */
@@ -524,7 +525,7 @@
   /* A page that opens gets the last five minutes from ops (again after ops was unreachable). */
   var seeded = false;
   function seed() {
-    return fetch('/api/history', { cache: 'no-store' })
+    return fetch('api/history', { cache: 'no-store' })
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (h) {
         if (!h || !h.points) return;
@@ -538,7 +539,7 @@
   }
 
   function poll() {
-    fetch('/api/snapshot', { cache: 'no-store' })
+    fetch('api/snapshot', { cache: 'no-store' })
       .then(function (r) {
         if (!r.ok) throw new Error('HTTP ' + r.status);
         return r.json();

@@ -71,7 +71,7 @@ spawn ops "$OPS" run --http-port "$P" --source synthetic --symbols 3 --bars 600 
 OPS_PID=$LAST_PID
 wait_for 10 "the dashboard served" grep -q "dashboard: serving the operator's page at / .* port $P" \
     "$T/ops.log"
-backlog() { local l; l=$(group_lag analysis labs); [ -n "$l" ] && [ "$l" -ge 40 ]; }
+backlog() { local l; l=$(group_lag analysis labs); [ -n "$l" ] && [ "$l" -ge 20 ]; }
 wait_for 20 "a backlog in the analysis queue" backlog
 sleep 2
 spawn lab "$LAB" --plugin trend --plugin volatility --plugin momentum
@@ -191,7 +191,8 @@ cat "$D" >>"$T/assets.txt"
 urls=$(grep -oiE '(https?:)?//[a-z0-9.-]+[a-z0-9]' "$T/assets.txt" | grep -v '^http://www.w3.org$' |
     grep -viE "^(https?:)?//(127\.0\.0\.1|localhost)(:$P)?$" | sort -u || true)
 [ -z "$urls" ] || fail "the page refers to other hosts: $urls"
-grep -oiE '(src|href)="[^"]*"' "$T/assets.txt" | grep -v '="/' && fail "a src or href not on this server"
+grep -oiE '(src|href|action)="[^"]*"' "$T/assets.txt" | grep -iE '="([a-z]+:|//)' &&
+    fail "a src or href that leaves this server"
 grep -qiE '@import|url\(' "$T/assets.txt" && fail "the stylesheet loads something"
 
 log "screenshot"
