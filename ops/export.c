@@ -484,7 +484,8 @@ int ops_cmd_export(cga_app_t *a) {
 
     if (ex->err) {
         char what[NAME_SHOWN + 64], left[PATH_MAX + 64];
-        snprintf(what, sizeof what, "%s%s", ex->errkey[0] ? " at " : "", ex->errkey);
+        snprintf(what, sizeof what, "%s%.*s", ex->errkey[0] ? " at " : "",
+                 (int)sizeof ex->errkey, ex->errkey);
         snprintf(left, sizeof left, "%s%s", to_stdout ? "the export on stdout is incomplete" : path,
                  to_stdout ? "" : " not written");
         if (ex->err == CGA_ECANCELED)
@@ -987,8 +988,8 @@ int ops_cmd_import(cga_app_t *a) {
     } else if (im->err) {
         char hint[256] = "";
         if (strstr(im->errmsg, "payload version"))
-            snprintf(hint, sizeof hint, " (the export was written by Redis %s: import needs a "
-                     "Redis at least as new)", im->src_version[0] ? im->src_version : "?");
+            snprintf(hint, sizeof hint, " (the export was written by Redis %.64s: import needs "
+                     "a Redis at least as new)", im->src_version[0] ? im->src_version : "?");
         if (key[0])
             ops_error("import", "cannot restore %s: %s%s; %s", key,
                       im->errmsg[0] ? im->errmsg : cga_strerror(im->err), hint, left);

@@ -190,6 +190,16 @@ static const cga_setting_t accuracy_settings[] = {
      .help = "print one JSON object"},
 };
 
+static const cga_setting_t export_settings[] = {
+    {.env = "OPS_FORCE", .flag = "force", .type = CGA_SET_BOOL, .def = "0",
+     .help = "overwrite FILE when it exists"},
+};
+
+static const cga_setting_t import_settings[] = {
+    {.env = "OPS_REPLACE", .flag = "replace", .type = CGA_SET_BOOL, .def = "0",
+     .help = "replace keys that already exist (without it: refuse, change nothing, exit 1)"},
+};
+
 #define EXIT_CODES                                                                              \
     "Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration, 3 Redis unreachable,\n" \
     "4 Redis rejected the credentials or the database, 5 bad input data (some rows refused).\n"
@@ -263,6 +273,22 @@ static const command_t commands[] = {
      "namespace is touched. Without --yes it counts them, deletes nothing and exits 2.\n"
      "Stop the namespace's processes first: a running ops or lab recreates its keys.\n",
      purge_settings, COUNT(purge_settings), 0, "warn", ops_cmd_purge},
+    {"export", "back up the namespace to FILE (queues with pending entries, dead letters, state)",
+     OPS_PROG " export FILE [--force]",
+     "Writes every key of the namespace except its locks (found with SCAN) to FILE with Redis'\n"
+     "DUMP, so a queue keeps its consumer groups, pending entries and delivery counts, and a key\n"
+     "its TTL. Key names are stored without the namespace: import may restore into another.\n"
+     "The file is written beside FILE and renamed when complete. Refuses an existing FILE\n"
+     "unless --force. Prints the keys and bytes written. For a consistent copy stop the\n"
+     "processes of the namespace first (see docs/OPS.md, migration).\n",
+     export_settings, COUNT(export_settings), 1, "warn", ops_cmd_export},
+    {"import", "restore a namespace from a FILE written by export",
+     OPS_PROG " import FILE [--replace]",
+     "Checks the whole FILE first, then restores every key into the configured namespace with\n"
+     "RESTORE (TTLs as they were at export). Refuses, changing nothing, when a key to restore\n"
+     "exists already, unless --replace. Needs a Redis at least as new as the exporting one.\n"
+     "Prints the keys restored. Exit 5 when FILE is not a valid export.\n",
+     import_settings, COUNT(import_settings), 1, "warn", ops_cmd_import},
     {"watch", "print regime changes as nexus publishes them",
      OPS_PROG " watch [--history] [--count N] [--for-ms MS] [--json]",
      "Subscribes to <ns>:channel:market_regime and prints each RegimeChange. Pub/sub forgets\n"

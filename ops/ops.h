@@ -16,6 +16,8 @@ int ops_cmd_accuracy(cga_app_t *a);
 int ops_cmd_watch(cga_app_t *a);
 int ops_cmd_purge(cga_app_t *a);
 int ops_cmd_recover(cga_app_t *a);
+int ops_cmd_export(cga_app_t *a);
+int ops_cmd_import(cga_app_t *a);
 
 /* Waits for Redis (up to REDIS_CONNECT_TIMEOUT_MS). Returns -1 when connected, else the exit
  * code (3 unreachable, 4 rejected), after printing one line to stderr. */
