@@ -190,6 +190,15 @@ static const cga_setting_t accuracy_settings[] = {
      .help = "print one JSON object"},
 };
 
+static const cga_setting_t monitor_settings[] = {
+    {.env = "OPS_INTERVAL_MS", .flag = "interval-ms", .type = CGA_SET_INT, .def = "1000",
+     .help = "time between two refreshes (rates are over this interval)", .min = 100,
+     .max = 3600000},
+    {.env = "OPS_COUNT", .flag = "count", .type = CGA_SET_INT, .def = "0",
+     .help = "print this many frames, then exit (0: until q, SIGINT or SIGTERM)", .min = 0,
+     .max = INT64_MAX},
+};
+
 static const cga_setting_t export_settings[] = {
     {.env = "OPS_FORCE", .flag = "force", .type = CGA_SET_BOOL, .def = "0",
      .help = "overwrite FILE when it exists"},
@@ -273,6 +282,14 @@ static const command_t commands[] = {
      "namespace is touched. Without --yes it counts them, deletes nothing and exits 2.\n"
      "Stop the namespace's processes first: a running ops or lab recreates its keys.\n",
      purge_settings, COUNT(purge_settings), 0, "warn", ops_cmd_purge},
+    {"monitor", "live terminal view of queues, labs, semaphore and regimes (like top)",
+     OPS_PROG " monitor [--interval-ms MS] [--count N]",
+     "Redraws every --interval-ms: each queue's length, lag, pending, dead letters and\n"
+     "throughput, the labs with their heartbeats and rates, the semaphore, and the recent\n"
+     "regime changes. q or Ctrl-C quits. When stdout is not a terminal it prints plain frames\n"
+     "one after the other (with --count, a fixed number of them). Exit 3 when Redis is\n"
+     "unreachable at start; later outages are shown in the view and it goes on.\n",
+     monitor_settings, COUNT(monitor_settings), 0, "warn", ops_cmd_monitor},
     {"export", "back up the namespace to FILE (queues with pending entries, dead letters, state)",
      OPS_PROG " export FILE [--force]",
      "Writes every key of the namespace except its locks (found with SCAN) to FILE with Redis'\n"

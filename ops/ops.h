@@ -16,6 +16,7 @@ int ops_cmd_accuracy(cga_app_t *a);
 int ops_cmd_watch(cga_app_t *a);
 int ops_cmd_purge(cga_app_t *a);
 int ops_cmd_recover(cga_app_t *a);
+int ops_cmd_monitor(cga_app_t *a);
 int ops_cmd_export(cga_app_t *a);
 int ops_cmd_import(cga_app_t *a);
 
