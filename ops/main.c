@@ -285,26 +285,29 @@ static const command_t commands[] = {
     {"monitor", "live terminal view of queues, labs, semaphore and regimes (like top)",
      OPS_PROG " monitor [--interval-ms MS] [--count N]",
      "Redraws every --interval-ms: each queue's length, lag, pending, dead letters and\n"
-     "throughput, the labs with their heartbeats and rates, the semaphore, and the recent\n"
-     "regime changes. q or Ctrl-C quits. When stdout is not a terminal it prints plain frames\n"
-     "one after the other (with --count, a fixed number of them). Exit 3 when Redis is\n"
-     "unreachable at start; later outages are shown in the view and it goes on.\n",
+     "entries/s in and out, the labs with their heartbeats and tasks/s, the semaphore, the\n"
+     "current regime of every symbol and the latest regime changes. q or Ctrl-C quits. When\n"
+     "stdout is not a terminal it prints plain frames one after the other (with --count, a\n"
+     "fixed number of them). Exit 3 when Redis is unreachable at start, 4 when it rejects the\n"
+     "credentials; later outages are shown in the view and it goes on.\n",
      monitor_settings, COUNT(monitor_settings), 0, "warn", ops_cmd_monitor},
     {"export", "back up the namespace to FILE (queues with pending entries, dead letters, state)",
      OPS_PROG " export FILE [--force]",
      "Writes every key of the namespace except its locks (found with SCAN) to FILE with Redis'\n"
      "DUMP, so a queue keeps its consumer groups, pending entries and delivery counts, and a key\n"
      "its TTL. Key names are stored without the namespace: import may restore into another.\n"
-     "The file is written beside FILE and renamed when complete. Refuses an existing FILE\n"
-     "unless --force. Prints the keys and bytes written. For a consistent copy stop the\n"
-     "processes of the namespace first (see docs/OPS.md, migration).\n",
+     "The file is written beside FILE and renamed when complete (FILE - writes to stdout).\n"
+     "Refuses an existing FILE unless --force (exit 2). Prints the keys and bytes written.\n"
+     "For a consistent copy stop the processes of the namespace first (docs/OPS.md).\n",
      export_settings, COUNT(export_settings), 1, "warn", ops_cmd_export},
     {"import", "restore a namespace from a FILE written by export",
      OPS_PROG " import FILE [--replace]",
-     "Checks the whole FILE first, then restores every key into the configured namespace with\n"
-     "RESTORE (TTLs as they were at export). Refuses, changing nothing, when a key to restore\n"
-     "exists already, unless --replace. Needs a Redis at least as new as the exporting one.\n"
-     "Prints the keys restored. Exit 5 when FILE is not a valid export.\n",
+     "Checks the whole FILE (- reads stdin) first, then restores every key into the configured\n"
+     "namespace with RESTORE (TTLs as they were at export). Refuses, changing nothing, when a\n"
+     "key to restore exists already, unless --replace (exit 1); when Redis refuses a key the\n"
+     "keys restored so far are deleted again (without --replace) and it exits 1. Needs a Redis\n"
+     "at least as new as the exporting one. Prints the keys restored. Exit 2 when FILE cannot\n"
+     "be read, 5 when it is not a valid export.\n",
      import_settings, COUNT(import_settings), 1, "warn", ops_cmd_import},
     {"watch", "print regime changes as nexus publishes them",
      OPS_PROG " watch [--history] [--count N] [--for-ms MS] [--json]",
