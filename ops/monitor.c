@@ -110,33 +110,6 @@ typedef struct monitor_s {
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static void iso_time(char *out, size_t n, uint64_t wall_us) {
-    time_t t = (time_t)(wall_us / 1000000);
-    struct tm tm;
-    if (gmtime_r(&t, &tm))
-        strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    else
-        snprintf(out, n, "%" PRIu64, wall_us / 1000000);
-}
-
-static void data_time(char *out, size_t n, int64_t ms) {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&t, &tm))
-        strftime(out, n, "%Y-%m-%dT%H:%MZ", &tm);
-    else
-        snprintf(out, n, "%lld", (long long)ms);
-}
-
-static void fmt_bytes(char *out, size_t n, uint64_t b) {
-    if (b >= (UINT64_C(1) << 30))
-        snprintf(out, n, "%.1f GiB", (double)b / (double)(UINT64_C(1) << 30));
-    else if (b >= (UINT64_C(1) << 20))
-        snprintf(out, n, "%.1f MiB", (double)b / (double)(UINT64_C(1) << 20));
-    else
-        snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
-}
-
 static void fmt_rate(char *out, size_t n, double r) {
     if (r < 0)
         snprintf(out, n, "-");
@@ -287,9 +260,9 @@ static void build_semaphore(monitor_t *m, const reading_t *r, uint64_t now) {
         return;
     }
     char used[32], max[32];
-    fmt_bytes(used, sizeof used, s->sem.used_memory);
+    ops_fmt_bytes(used, sizeof used, s->sem.used_memory);
     if (s->sem.maxmemory)
-        fmt_bytes(max, sizeof max, s->sem.maxmemory);
+        ops_fmt_bytes(max, sizeof max, s->sem.maxmemory);
     else
         snprintf(max, sizeof max, "no maxmemory");
     line(m, "semaphore  %s  backlog %" PRIu64 " tasks  labs %" PRIu64
@@ -337,7 +310,7 @@ static void build_regimes(monitor_t *m, const reading_t *r, uint64_t now) {
         for (size_t i = 0; i < s->nregimes; i++) {
             const ops_regime_row_t *g = &s->regimes[i];
             char since[32];
-            data_time(since, sizeof since, g->ws);
+            ops_fmt_utc(since, sizeof since, g->ws, 0);
             line(m, "%-*.*s %-10s %-18s %5.2f %6" PRIu64 "  %.1f s ago", ws, ws, g->symbol,
                  cga_regime_name(g->regime), since, g->conf, g->seq, ops_age_s(g->ts_us, now));
         }
@@ -350,7 +323,7 @@ static void build_regimes(monitor_t *m, const reading_t *r, uint64_t now) {
     for (size_t i = s->nchanges; i-- > 0;) { /* newest first */
         const ops_regime_row_t *g = &s->changes[i];
         char when[32], ago[32];
-        data_time(when, sizeof when, g->ws);
+        ops_fmt_utc(when, sizeof when, g->ws, 0);
         snprintf(ago, sizeof ago, "%.1f s ago", ops_age_s(g->ts_us, now));
         line(m, "%-12s %-*.*s %-10s -> %-10s %-18s %5.2f", ago, ws, ws, g->symbol,
              cga_regime_name(g->from), cga_regime_name(g->regime), when, g->conf);
@@ -381,7 +354,7 @@ static void build(monitor_t *m, frame_kind_t kind, uint64_t now) {
     }
     if (!live) {
         char at[32];
-        iso_time(at, sizeof at, r->wall_us);
+        ops_fmt_utc(at, sizeof at, (int64_t)(r->wall_us / 1000), 1);
         line(m, "figures as of %s (%.1f s ago)", at, ops_age_s(r->wall_us, now));
     }
     line(m, "%s", "");
@@ -450,7 +423,7 @@ static void quit(monitor_t *m);
 /* Writes the frame in m->text: in place on a terminal, else after a "---" line. */
 static void output(monitor_t *m, uint64_t wall_us) {
     char when[32];
-    iso_time(when, sizeof when, wall_us);
+    ops_fmt_utc(when, sizeof when, (int64_t)(wall_us / 1000), 1);
     int ok, err = 0;
     if (!m->tty) {
         ok = printf("--- cgalpha monitor %s\n%s", when, m->text) >= 0;

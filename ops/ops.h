@@ -3,6 +3,7 @@
 
 /* cgalpha-ops: the commands (each runs on a created app and returns the exit code). */
 
+#include <stdint.h>
 #include <stdio.h>
 #include "cgalpha/app.h"
 
@@ -33,6 +34,11 @@ int ops_open_buffer(const cga_config_t *cfg, const char *command, uint64_t max_b
 
 /* Prints "cgalpha-ops <command>: <message>" to stderr. */
 void ops_error(const char *command, const char *fmt, ...) CGA_PRINTF(2, 3);
+
+/* "12.3 MiB" (KiB, MiB or GiB, one decimal). */
+void ops_fmt_bytes(char *out, size_t n, uint64_t b);
+/* ms since the epoch as UTC ISO 8601, to the minute or (seconds) to the second. */
+void ops_fmt_utc(char *out, size_t n, int64_t ms, int seconds);
 
 /* JSON output helpers: a string with its quotes and escapes. */
 void ops_json_str(FILE *f, const char *s, size_t n);

@@ -30,24 +30,6 @@ typedef struct status_s {
     ops_bufview_t buf;
 } status_t;
 
-static void fmt_bytes(char *out, size_t n, uint64_t b) {
-    if (b >= (UINT64_C(1) << 30))
-        snprintf(out, n, "%.1f GiB", (double)b / (double)(UINT64_C(1) << 30));
-    else if (b >= (UINT64_C(1) << 20))
-        snprintf(out, n, "%.1f MiB", (double)b / (double)(UINT64_C(1) << 20));
-    else
-        snprintf(out, n, "%.1f KiB", (double)b / 1024.0);
-}
-
-static void fmt_time(char *out, size_t n, int64_t ms) {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&t, &tm))
-        strftime(out, n, "%Y-%m-%dT%H:%MZ", &tm);
-    else
-        snprintf(out, n, "%lld", (long long)ms);
-}
-
 static void print_json(const status_t *st, const ops_snapshot_t *s, uint64_t now) {
     FILE *f = stdout;
     fputs("{\"namespace\":", f);
@@ -95,9 +77,9 @@ static void print_human(const status_t *st, const ops_snapshot_t *s, uint64_t no
     fputs("\n", f);
     if (s->sem_found) {
         char used[32], max[32];
-        fmt_bytes(used, sizeof used, s->sem.used_memory);
+        ops_fmt_bytes(used, sizeof used, s->sem.used_memory);
         if (s->sem.maxmemory)
-            fmt_bytes(max, sizeof max, s->sem.maxmemory);
+            ops_fmt_bytes(max, sizeof max, s->sem.maxmemory);
         else
             snprintf(max, sizeof max, "no maxmemory");
         fprintf(f, "semaphore  %s  backlog %" PRIu64 " tasks  labs %" PRIu64
@@ -125,7 +107,7 @@ static void print_human(const status_t *st, const ops_snapshot_t *s, uint64_t no
         for (size_t i = 0; i < s->nregimes; i++) {
             const ops_regime_row_t *r = &s->regimes[i];
             char ws[32];
-            fmt_time(ws, sizeof ws, r->ws);
+            ops_fmt_utc(ws, sizeof ws, r->ws, 0);
             fprintf(f, "%-16s %-10s %-10s %6" PRIu64 " %-18s %5.2f %6.1f s\n", r->symbol,
                     cga_regime_name(r->regime), cga_regime_name(r->from), r->seq, ws, r->conf,
                     ops_age_s(r->ts_us, now));

@@ -5,21 +5,8 @@
 # it is back. (The exposition format itself is checked line by line in test_http.)
 source "$(dirname "$0")/lib.sh"
 
-http_get() { # http_get PORT PATH -> status line + body on stdout (bash's /dev/tcp, no curl)
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-    cat <&3
-    exec 3<&-
-}
 metric() { # metric PORT NAME -> value of the unlabelled sample NAME
     http_get "$1" /metrics | awk -v n="$2" '$1 == n {print $2}' | tr -d '\r'
-}
-free_port() { # a loopback port nothing listens on
-    local p
-    for p in $(shuf -i 20000-60000 -n 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-    return 1
 }
 health_is() { http_get "$1" /health | head -n1 | grep -q " $2 "; }
 

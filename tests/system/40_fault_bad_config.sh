@@ -14,18 +14,6 @@ PW=s3cret-Pw-4711
 BAD=wr0ng-Pw-0815
 export REDIS_CONNECT_TIMEOUT_MS=1000
 
-free_port() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
-print(s.getsockname()[1])'
-    else
-        local p
-        while :; do
-            p=$((20000 + RANDOM % 30000))
-            (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo $p; return; }
-        done
-    fi
-}
 REDIS_TCP_PORT=$(free_port)
 export REDIS_TCP_PORT
 start_redis --requirepass "$PW"

@@ -14,24 +14,11 @@ command -v "$CHROMIUM" >/dev/null 2>&1 ||
 ART_DIR=${CGA_BUILD_DIR:-$T}/tests/artifacts
 mkdir -p "$ART_DIR"
 
-http_get() { # http_get PORT PATH -> status line, headers and body on stdout (bash's /dev/tcp)
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
-    cat <&3
-    exec 3<&-
-}
 http_body() { http_get "$1" "$2" | tr -d '\r' | sed '1,/^$/d'; }
 fetch() { # fetch PORT PATH -> $T/resp (status line, headers, body; CRs dropped)
     http_get "$1" "$2" | tr -d '\r' >"$T/resp"
 }
 # (answers are read into files first: `grep -q` on a pipe fails the pipeline under pipefail)
-free_port() { # a loopback port nothing listens on
-    local p
-    for p in $(shuf -i 20000-60000 -n 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-    return 1
-}
 metric() { # metric PORT 'NAME{labels}' -> value
     http_get "$1" /metrics | tr -d '\r' | awk -v n="$2" '$1 == n {print $2}'
 }

@@ -15,17 +15,6 @@
 source "$(dirname "$0")/lib.sh"
 SRC=${CGA_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-    else
-        local p
-        while :; do
-            p=$(( 20000 + RANDOM % 40000 ))
-            ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
-        done
-    fi
-}
 
 PASS="acl-test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 ADMIN_PASS="admin-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"

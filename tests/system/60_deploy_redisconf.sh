@@ -15,17 +15,6 @@ SRC=${CGA_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 CONF=$SRC/deploy/redis.conf
 START=$SRC/deploy/start_redis.sh
 
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-    else
-        local p
-        while :; do
-            p=$(( 20000 + RANDOM % 40000 ))
-            ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
-        done
-    fi
-}
 
 # ---- no secret committed ---------------------------------------------------------------------
 grep -Eq '^[[:space:]]*(requirepass|masterauth|user)[[:space:]]' "$CONF" &&

@@ -26,17 +26,6 @@ stack_cleanup() {
 }
 trap stack_cleanup EXIT
 
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-    else
-        local p
-        while :; do
-            p=$(( 20000 + RANDOM % 40000 ))
-            ss -ltn 2>/dev/null | grep -q ":$p " || { echo "$p"; return; }
-        done
-    fi
-}
 
 # exited PID: gone, or a zombie waiting for init to reap it
 exited() {

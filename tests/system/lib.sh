@@ -54,6 +54,24 @@ stop_redis() { # stop_redis [signal]
 
 rcli() { redis-cli -s "$T/redis.sock" "$@"; }
 
+# free_port: a loopback TCP port nothing listens on (nothing probes it afterwards: a race with
+# another process is possible but unlikely in the 20000-60000 range).
+free_port() {
+    local p
+    for p in $(shuf -i 20000-60000 -n 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+    done
+    return 1
+}
+
+# http_get PORT PATH: the status line, headers and body of GET PATH (bash's /dev/tcp, no curl).
+http_get() {
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    cat <&3
+    exec 3<&-
+}
+
 # spawn NAME cmd...: runs in the background with its log in $T/NAME.log; sets LAST_PID.
 spawn() {
     local name=$1; shift
