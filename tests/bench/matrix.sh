@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The measurements of docs/PERFORMANCE.md, one after the other (about 20-30 minutes on 2 cores):
+# The measurements of docs/PERFORMANCE.md, one after the other (about 35-45 minutes on 2 cores):
 # each case runs tests/bench/bench.sh (a private redis-server, `cgalpha-ops bench`) and appends
 # "<case>\t<JSON line>" to OUT (default /tmp/cga-bench-matrix.tsv); the full output of each case
 # goes to OUT.d/<case>.out. At the end, with python3, prints a Markdown table of the medians.
@@ -30,6 +30,11 @@ CASES=(
     "batched-noop-1lab-noobs|--tasks 1000000 --runs 3 --no-observe"
     "batched-noop-1lab-1bar|--tasks 1000000 --runs 3 --bars 1"
     "batched-noop-2labs|--tasks 1000000 --runs 3 --labs 2"
+    "batched-noop-4labs|--tasks 1000000 --runs 3 --labs 4"
+    "batched-noop-1lab-batch8|--tasks 1000000 --runs 3 --batch 8"
+    "batched-noop-1lab-batch128|--tasks 1000000 --runs 3 --batch 128"
+    "batched-noop-1lab-8bars|--tasks 1000000 --runs 3 --bars 8"
+    "batched-noop-1lab-128bars|--tasks 1000000 --runs 3 --bars 128"
     "batched-trend-1lab|--tasks 1000000 --runs 3 --plugin trend"
     "batched-trend-2labs|--tasks 1000000 --runs 3 --plugin trend --labs 2"
     "single-noop-1lab|--tasks 1000000 --runs 3 --batch 1"
@@ -40,6 +45,7 @@ CASES=(
     "steady-1k-linger0|--rate 1000 --tasks 20000 --runs 3 --linger-us 0"
     "steady-10k|--rate 10000 --tasks 200000 --runs 3"
     "steady-10k-linger0|--rate 10000 --tasks 200000 --runs 3 --linger-us 0"
+    "long-10M-trimmed|--tasks 10000000 --runs 1 --no-observe --no-bare --trim-ms 2000 --timeout-s 1800"
 )
 
 for c in "${CASES[@]}"; do
@@ -69,13 +75,16 @@ rows = [l.rstrip("\n").split("\t", 1) for l in open(sys.argv[1]) if "\t" in l]
 def f(v, d=1):
     return "-" if v is None else f"{v:,.{d}f}"
 print("| case | runs | e2e tasks/s | bare tasks/s | full/bare | enqueue tasks/s | p50 ms | p99 ms "
-      "| p99.9 ms | max ms | Redis cmds/task | Redis CPU us/task | lab RSS idle/peak KiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+      "| p99.9 ms | max ms | Redis cmds/task | Redis CPU us/task | lab RSS idle/peak KiB "
+      "| lab RSS at 10% / 50% / end KiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for name, js in rows:
     d = json.loads(js)
     print(f"| {name} | {d['runs_ok']} | {f(d['e2e_tasks_per_s'],0)} | {f(d['bare_e2e_tasks_per_s'],0)} "
           f"| {f(d['ratio_e2e'],2)} | {f(d['enqueue_tasks_per_s'],0)} | {f(d['lat_p50_ms'],3)} "
           f"| {f(d['lat_p99_ms'],3)} | {f(d['lat_p999_ms'],3)} | {f(d['lat_max_ms'],3)} "
           f"| {f(d['redis_cmds_per_task'],3)} | {f(d['redis_cpu_us_per_task_pipeline'],2)} "
-          f"| {f(d['rss_lab_idle_kib'],0)} / {f(d['rss_lab_peak_kib'],0)} |")
+          f"| {f(d['rss_lab_idle_kib'],0)} / {f(d['rss_lab_peak_kib'],0)} "
+          f"| {f(d.get('rss_lab_10pct_kib'),0)} / {f(d.get('rss_lab_50pct_kib'),0)} / "
+          f"{f(d.get('rss_lab_end_kib'),0)} |")
 EOF
