@@ -54,11 +54,13 @@ stop_redis() { # stop_redis [signal]
 
 rcli() { redis-cli -s "$T/redis.sock" "$@"; }
 
-# free_port: a loopback TCP port nothing listens on (nothing probes it afterwards: a race with
-# another process is possible but unlikely in the 20000-60000 range).
+# free_port: a loopback TCP port nothing listens on, below the kernel's ephemeral range (so no
+# outgoing connection of another test takes it meanwhile; two tests picking the same one of
+# 12,000 at the same moment stays possible, but rare).
 free_port() {
-    local p
-    for p in $(shuf -i 20000-60000 -n 100); do
+    local p lo
+    lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    for p in $(shuf -i 20000-$((lo - 1)) -n 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
     done
     return 1
