@@ -92,6 +92,7 @@ static void on_asset(const char *path, cga_http_response_t *res, void *arg) {
     const ops_dash_asset_t *as = arg;
     res->status = 200;
     res->content_type = content_type(as->name);
+    res->cache_control = "no-cache"; /* revalidate: a new binary may serve new assets */
     res->body = cga_malloc(as->len ? as->len : 1);
     memcpy(res->body, as->data, as->len);
     res->len = as->len;
@@ -147,6 +148,7 @@ static void on_api(const char *path, cga_http_response_t *res, void *arg) {
     fclose(f);
     res->status = 200;
     res->content_type = JSON_TYPE;
+    res->cache_control = "no-store";
     res->body = buf;
     res->len = len;
 }
@@ -177,6 +179,7 @@ static void on_history(const char *path, cga_http_response_t *res, void *arg) {
     fclose(f);
     res->status = 200;
     res->content_type = JSON_TYPE;
+    res->cache_control = "no-store";
     res->body = buf;
     res->len = len;
 }

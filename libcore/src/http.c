@@ -179,6 +179,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     enum MHD_Result ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                                                  res.content_type ? res.content_type
                                                                   : TEXT_PLAIN);
+    if (ok == MHD_YES && res.cache_control)
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, res.cache_control);
     if (ok == MHD_YES && !get)
         ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     if (ok == MHD_YES)

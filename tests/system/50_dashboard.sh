@@ -110,6 +110,7 @@ log "/api/snapshot and /metrics against Redis"
 fetch "$P" /api/snapshot
 head -n1 "$T/resp" | grep -q " 200 " || fail "/api/snapshot not 200"
 grep -qi '^content-type: application/json' "$T/resp" || fail "/api/snapshot content type"
+grep -qi '^cache-control: no-store' "$T/resp" || fail "/api/snapshot is not marked no-store"
 grep -q '"namespace":"cgalpha"' "$T/snap.json" || fail "snapshot namespace"
 grep -q '"redis":{"connected":true},"stale":false,"error":null' "$T/snap.json" ||
     fail "snapshot not live: $(head -c 300 "$T/snap.json")"
@@ -171,6 +172,7 @@ for a in /:text/html /index.html:text/html /app.js:text/javascript /style.css:te
     fetch "$P" "${a%%:*}"
     head -n1 "$T/resp" | grep -q " 200 " || fail "${a%%:*} not 200"
     grep -qi "^content-type: ${a#*:}; charset=utf-8" "$T/resp" || fail "${a%%:*} content type"
+    grep -qi "^cache-control: no-cache" "$T/resp" || fail "${a%%:*} is not marked no-cache"
 done
 # The only URL allowed is the SVG namespace name (an identifier, never fetched).
 for a in / /app.js /style.css; do http_body "$P" "$a"; done >"$T/assets.txt"

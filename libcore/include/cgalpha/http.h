@@ -22,12 +22,13 @@ struct uv_loop_s;
 typedef struct cga_http_s cga_http_t;
 
 /* What a handler fills in. Before the call: status 200, content_type
- * "text/plain; charset=utf-8", body NULL, len 0. */
+ * "text/plain; charset=utf-8", body NULL, len 0, cache_control NULL. */
 typedef struct cga_http_response_s {
     int status;               /* HTTP status code */
     const char *content_type; /* static storage (or alive until the server is closed) */
     char *body;               /* malloc'd, taken by the server (free()); NULL for an empty body */
     size_t len;               /* bytes of body */
+    const char *cache_control;/* a Cache-Control header (static storage), or NULL for none */
 } cga_http_response_t;
 
 /* path: the request's path (valid during the call). Runs on the loop thread. */
