@@ -8,7 +8,8 @@
 # detection accuracy against the generator's truth, throughput. Ctrl-C stops everything cleanly.
 #
 # Environment: SYMBOLS (8), BARS per symbol (3000), BAR_RATE bars/s per symbol (300; 0 = as fast
-# as it goes), SEED (42), LABS (2), QUICKSTART_DIR (.run/quickstart; wiped at start).
+# as it goes), SEED (42), LABS (2), HTTP_PORT of the dashboard while ops runs (8080; 0: none),
+# QUICKSTART_DIR (.run/quickstart; wiped at start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -17,6 +18,7 @@ BARS=${BARS:-3000}
 BAR_RATE=${BAR_RATE:-300}
 SEED=${SEED:-42}
 LABS=${LABS:-2}
+HTTP_PORT=${HTTP_PORT:-8080}
 RUN=${QUICKSTART_DIR:-$ROOT/.run/quickstart}
 WINDOW=32 STEP=16 PLUGINS=3
 
@@ -87,9 +89,19 @@ WINDOWS=$(( BARS >= WINDOW ? (BARS - WINDOW) / STEP + 1 : 0 ))
 N=$(( SYMBOLS * WINDOWS * PLUGINS ))
 say "==> ops: $SYMBOLS symbols x $BARS bars (seed $SEED) -> $N tasks"
 say ""
+# The dashboard, while ops runs, on HTTP_PORT (8080; 0: none) when nothing listens there yet.
+HTTP_ARGS=()
+if [ "$HTTP_PORT" != 0 ]; then
+    if (exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT") 2>/dev/null; then
+        say "    (port $HTTP_PORT is taken: no dashboard; HTTP_PORT=N picks another)"
+    else
+        HTTP_ARGS=(--http-port "$HTTP_PORT")
+        say "    dashboard: http://127.0.0.1:$HTTP_PORT/ (while ops runs)"
+    fi
+fi
 T0=$(date +%s.%N)
 "$BIN/cgalpha-ops" run --source synthetic --symbols "$SYMBOLS" --bars "$BARS" --seed "$SEED" \
-    --bar-rate "$BAR_RATE" --truth-out "$RUN/truth.csv" --exit-when-done \
+    --bar-rate "$BAR_RATE" --truth-out "$RUN/truth.csv" --exit-when-done "${HTTP_ARGS[@]}" \
     >"$RUN/logs/ops.log" 2>&1 &
 OPS_PID=$!
 PIDS+=($OPS_PID)
