@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "cgalpha/alloc.h"
 #include "cgalpha/app.h"
@@ -25,22 +26,29 @@ typedef struct purge_s {
     int yes;
     uint64_t found, deleted;
     int err;
+    int inflight; /* a command is out: its callback still comes (p lives on ops_cmd_purge's stack) */
+    int finished; /* done() ran */
+    int stop;     /* the loop was left (a signal): answers start nothing new */
 } purge_t;
 
 static int next_page(purge_t *p);
 
 static void done(purge_t *p, int err) {
     p->err = err;
+    p->finished = 1;
     cga_app_stop(p->app);
 }
 
 static void on_del(int status, redisReply *reply, void *arg) {
     purge_t *p = arg;
+    p->inflight = 0;
+    if (status == CGA_OK && reply->type == REDIS_REPLY_INTEGER)
+        p->deleted += (uint64_t)reply->integer;
+    if (p->stop) return;
     if (status != CGA_OK || reply->type != REDIS_REPLY_INTEGER) {
         done(p, status != CGA_OK ? status : CGA_EPROTO);
         return;
     }
-    p->deleted += (uint64_t)reply->integer;
     if (strcmp(p->cursor, "0") == 0) {
         done(p, CGA_OK);
         return;
@@ -51,6 +59,8 @@ static void on_del(int status, redisReply *reply, void *arg) {
 
 static void on_scan(int status, redisReply *reply, void *arg) {
     purge_t *p = arg;
+    p->inflight = 0;
+    if (p->stop) return;
     if (status != CGA_OK || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_ARRAY) {
@@ -75,7 +85,8 @@ static void on_scan(int status, redisReply *reply, void *arg) {
                                     argl);
         free(argv);
         free(argl);
-        if (rc != CGA_OK) done(p, rc);
+        if (rc == CGA_OK) p->inflight = 1;
+        else done(p, rc);
         return;
     }
     if (strcmp(p->cursor, "0") == 0) {
@@ -87,8 +98,10 @@ static void on_scan(int status, redisReply *reply, void *arg) {
 }
 
 static int next_page(purge_t *p) {
-    return cga_redis_command(p->redis, CGA_REDIS_WAIT, on_scan, p, "SCAN %s MATCH %s COUNT %s",
-                             p->cursor, p->pattern, PAGE);
+    int rc = cga_redis_command(p->redis, CGA_REDIS_WAIT, on_scan, p, "SCAN %s MATCH %s COUNT %s",
+                               p->cursor, p->pattern, PAGE);
+    if (rc == CGA_OK) p->inflight = 1;
+    return rc;
 }
 
 int ops_cmd_purge(cga_app_t *a) {
@@ -106,6 +119,10 @@ int ops_cmd_purge(cga_app_t *a) {
     int rc = next_page(p);
     if (rc == CGA_OK) cga_app_run(a);
     else p->err = rc;
+    /* Left early (a signal): the command out still answers (or times out) into p. */
+    p->stop = 1;
+    while (p->inflight) uv_run(cga_app_loop(a), UV_RUN_ONCE);
+    if (!p->finished && !p->err) p->err = CGA_ECANCELED;
     if (p->err) {
         ops_error("purge", "%s after %" PRIu64 " keys deleted: %s", p->yes ? "stopped" : "failed",
                   p->deleted, cga_strerror(p->err));
