@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "accuracy.h"
 #include "cgalpha/alloc.h"
@@ -24,6 +25,7 @@ typedef struct acc_cmd_s {
     char key[CGA_KEY_MAX];
     uint64_t entries, undecodable;
     int err;
+    int reading; /* the regime log read is out: its callbacks still come */
 } acc_cmd_t;
 
 static void on_change(const cga_regime_change_t *m, void *arg) {
@@ -33,6 +35,7 @@ static void on_change(const cga_regime_change_t *m, void *arg) {
 
 static void on_log_read(int status, uint64_t entries, uint64_t undecodable, void *arg) {
     acc_cmd_t *c = arg;
+    c->reading = 0;
     c->err = status;
     c->entries = entries;
     c->undecodable = undecodable;
@@ -106,10 +109,14 @@ int ops_cmd_accuracy(cga_app_t *a) {
     if (code >= 0) goto out;
     cga_key(c->key, sizeof c->key, cga_app_ns(a), CGA_KIND_STATE, "regime_log", NULL);
     int rc = ops_rlog_read(cga_app_redis(a), cga_app_ns(a), on_change, on_log_read, c);
-    if (rc < 0)
+    if (rc < 0) {
         c->err = rc;
-    else
+    } else {
+        c->reading = 1;
         cga_app_run(a);
+        /* Left early (a signal): the read still calls back into c, which lives on this stack. */
+        while (c->reading) uv_run(cga_app_loop(a), UV_RUN_ONCE);
+    }
     if (c->err) {
         code = cga_app_exit_code(c->err);
         if (code == CGA_EXIT_OK) code = CGA_EXIT_FAILURE;

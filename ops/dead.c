@@ -33,6 +33,7 @@ typedef struct dead_s {
     uint64_t count;
     char last[48];
     cga_proto_reader_t *reader;
+    int xdel_out; /* an XDEL is out: its answer still comes */
 } dead_t;
 
 static void done(dead_t *d, int status) {
@@ -136,6 +137,7 @@ static void on_count(int status, uint64_t n, void *arg) {
 
 static void on_xdel(int status, struct redisReply *r, void *arg) {
     dead_t *d = arg;
+    d->xdel_out = 0;
     if (status == CGA_OK && r && r->type == REDIS_REPLY_INTEGER) d->count = (uint64_t)r->integer;
     done(d, status);
 }
@@ -226,6 +228,7 @@ int ops_cmd_dead(cga_app_t *a) {
         for (size_t i = 0; i < d->nids; i++) argv[i + 2] = d->ids[i];
         for (size_t i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
         rc = cga_redis_commandv(redis, CGA_REDIS_WAIT, 0, on_xdel, d, (int)argc, argv, lens);
+        if (rc == CGA_OK) d->xdel_out = 1;
         free(argv);
         free(lens);
     }
@@ -233,6 +236,9 @@ int ops_cmd_dead(cga_app_t *a) {
         d->err = rc;
     else
         cga_app_run(a);
+    /* Left early (a signal): the queue's operations end with its close; the XDEL still answers
+     * into d, which lives on this stack. */
+    while (d->xdel_out) uv_run(loop, UV_RUN_ONCE);
     int open = 1;
     cga_queue_close(d->q, on_closed, &open);
     while (open) uv_run(loop, UV_RUN_ONCE);
