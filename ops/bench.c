@@ -1111,6 +1111,11 @@ static int run_pipeline(bench_t *b, result_t *res) {
     while (!p.finished && !p.failed && !b->interrupted) uv_run(b->loop, UV_RUN_DEFAULT);
     uint64_t producer_cpu = thread_cpu_us() - cpu0;
     int got_i1 = p.finished && bench_info(b->ctl, &i1) == 0;
+    if (b->trim_ms && p.finished) { /* a last trim once drained, as the coordinator's next one */
+        uv_timer_stop(&p.trim);
+        on_trim(&p.trim);
+        while (p.trims_out > 0) uv_run(b->loop, UV_RUN_ONCE);
+    }
 
     /* Figures of the processes, before they stop. */
     double lab_cpu = 0;
