@@ -78,6 +78,9 @@ wait_for 15 "status shows 2 labs alive" labs_alive
 log "status: redis, nexus, lab-1, lab-2, ops running; 2 labs alive"
 
 # ---- work ------------------------------------------------------------------------------------
+# an audit group that never reads keeps every report in the stream (the coordinator trims up to
+# what every group has read), so that `cgalpha-lab --summary` below can count them
+ADMIN XGROUP CREATE cgalpha:queue:reports audit 0 MKSTREAM >/dev/null
 "$OPS" enqueue --env-file "$RUN/stack.env" --source synthetic --symbols 2 --bars 400 --seed 9 \
     --start-ms 1710000000000 >"$T/enqueue.log" 2>&1 || fail "enqueue exit $?"
 N=$(( 2 * 2 * ((400 - 32) / 16 + 1) * 3 ))
@@ -88,7 +91,8 @@ drained() {
     [ "$(awk '/^analysis_pending /{print $2}' <<<"$s")" = 0 ] || return 1
     [ "$(awk '/^analysis_lag /{print $2}' <<<"$s")" = 0 ] || return 1
     [ "$(ADMIN XPENDING cgalpha:queue:reports nexus | head -n1)" = 0 ] || return 1
-    [ "$(ADMIN XINFO GROUPS cgalpha:queue:reports | awk 'f{print; exit} /^lag$/{f=1}')" = 0 ]
+    [ "$(ADMIN XINFO GROUPS cgalpha:queue:reports | awk '/^name$/ { getline; g = $0 }
+        /^lag$/ { getline; if (g == "nexus") { print; exit } }')" = 0 ]
 }
 wait_for 60 "$N tasks reported and folded" drained
 [ "$(ADMIN XLEN cgalpha:state:regime_log)" -ge 1 ] || fail "no regime change"
