@@ -98,14 +98,42 @@ static void on_asset(const char *path, cga_http_response_t *res, void *arg) {
     res->len = as->len;
 }
 
-static void on_api(const char *path, cga_http_response_t *res, void *arg) {
-    (void)path;
-    (void)arg;
+/* The running dashboard and a JSON body being written, for the API handlers: NULL (the answer
+ * already filled in: 503 while stopping, 500 without memory) or the dashboard with *f open. */
+static ops_dashboard_t *json_begin(cga_http_response_t *res, FILE **f, char **buf, size_t *len) {
     ops_dashboard_t *d = live;
     if (!d) {
         cga_http_respond(res, 503, JSON_TYPE, "{\"error\":\"the dashboard is stopping\"}\n");
-        return;
+        return NULL;
     }
+    *buf = NULL;
+    *len = 0;
+    *f = open_memstream(buf, len);
+    if (!*f) {
+        cga_http_respond(res, 500, JSON_TYPE, "{\"error\":\"out of memory\"}\n");
+        return NULL;
+    }
+    return d;
+}
+
+/* Closes f and hands its text to the server as a 200 answer that no cache keeps. */
+static void json_end(cga_http_response_t *res, FILE *f, char **buf, size_t *len) {
+    fclose(f);
+    res->status = 200;
+    res->content_type = JSON_TYPE;
+    res->cache_control = "no-store";
+    res->body = *buf;
+    res->len = *len;
+}
+
+static void on_api(const char *path, cga_http_response_t *res, void *arg) {
+    (void)path;
+    (void)arg;
+    FILE *f;
+    char *buf;
+    size_t len;
+    ops_dashboard_t *d = json_begin(res, &f, &buf, &len);
+    if (!d) return;
     uint64_t now = cga_clock_wall_ms();
     int connected = cga_redis_is_connected(d->redis);
     const char *why = NULL;
@@ -121,13 +149,6 @@ static void on_api(const char *path, cga_http_response_t *res, void *arg) {
         why = "no reading yet";
     } else if (now > d->taken_ms + STALE_AFTER_MS) {
         why = "the last reading is too old";
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) {
-        cga_http_respond(res, 500, JSON_TYPE, "{\"error\":\"out of memory\"}\n");
-        return;
     }
     fputs("{\"namespace\":", f);
     ops_json_str(f, d->ns, strlen(d->ns));
@@ -145,29 +166,17 @@ static void on_api(const char *path, cga_http_response_t *res, void *arg) {
     else
         fputs(EMPTY_MEMBERS, f);
     fputs("}\n", f);
-    fclose(f);
-    res->status = 200;
-    res->content_type = JSON_TYPE;
-    res->cache_control = "no-store";
-    res->body = buf;
-    res->len = len;
+    json_end(res, f, &buf, &len);
 }
 
 static void on_history(const char *path, cga_http_response_t *res, void *arg) {
     (void)path;
     (void)arg;
-    ops_dashboard_t *d = live;
-    if (!d) {
-        cga_http_respond(res, 503, JSON_TYPE, "{\"error\":\"the dashboard is stopping\"}\n");
-        return;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!f) {
-        cga_http_respond(res, 500, JSON_TYPE, "{\"error\":\"out of memory\"}\n");
-        return;
-    }
+    FILE *f;
+    char *buf;
+    size_t len;
+    ops_dashboard_t *d = json_begin(res, &f, &buf, &len);
+    if (!d) return;
     fprintf(f, "{\"interval_ms\":%u,\"fields\":[\"t_ms\",\"analysis_depth\",\"reports_depth\","
             "\"processed\"],\"points\":[", INTERVAL_MS);
     for (size_t i = 0; i < d->hist_len; i++) {
@@ -176,12 +185,7 @@ static void on_history(const char *path, cga_http_response_t *res, void *arg) {
                 pt->depth[OPS_Q_ANALYSIS], pt->depth[OPS_Q_REPORTS], pt->processed);
     }
     fputs("]}\n", f);
-    fclose(f);
-    res->status = 200;
-    res->content_type = JSON_TYPE;
-    res->cache_control = "no-store";
-    res->body = buf;
-    res->len = len;
+    json_end(res, f, &buf, &len);
 }
 
 static void record(ops_dashboard_t *d, const ops_snapshot_t *s) {

@@ -255,20 +255,10 @@ static void build_queues(monitor_t *m, const reading_t *r, int live) {
 
 static void build_semaphore(monitor_t *m, const reading_t *r, uint64_t now) {
     const ops_snapshot_t *s = &r->s;
-    if (!s->sem_found) {
-        line(m, "semaphore  none published (no active `cgalpha-ops run`)");
-        return;
-    }
-    char used[32], max[32];
-    ops_fmt_bytes(used, sizeof used, s->sem.used_memory);
-    if (s->sem.maxmemory)
-        ops_fmt_bytes(max, sizeof max, s->sem.maxmemory);
-    else
-        snprintf(max, sizeof max, "no maxmemory");
-    line(m, "semaphore  %s  backlog %" PRIu64 " tasks  labs %" PRIu64
-         "  memory %s / %s  age %.1f s", cga_level_name(s->sem.level), s->sem.backlog,
-         s->sem.labs, used, max, ops_age_s(s->sem.ts_us, now));
-    line(m, "           %s", s->sem_reason);
+    char sem[256];
+    ops_semaphore_line(sem, sizeof sem, s, now);
+    line(m, "%s", sem);
+    if (s->sem_found) line(m, "           %s", s->sem_reason);
 }
 
 static void build_labs(monitor_t *m, const reading_t *r, int live, uint64_t now) {

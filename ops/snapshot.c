@@ -361,3 +361,19 @@ void ops_snapshot_json(FILE *f, const ops_snapshot_t *s, uint64_t now) {
     }
     fprintf(f, "],\"undecodable\":%zu", s->undecodable);
 }
+
+void ops_semaphore_line(char *out, size_t n, const ops_snapshot_t *s, uint64_t now) {
+    if (!s->sem_found) {
+        snprintf(out, n, "semaphore  none published (no active `cgalpha-ops run`)");
+        return;
+    }
+    char used[32], max[32];
+    ops_fmt_bytes(used, sizeof used, s->sem.used_memory);
+    if (s->sem.maxmemory)
+        ops_fmt_bytes(max, sizeof max, s->sem.maxmemory);
+    else
+        snprintf(max, sizeof max, "no maxmemory");
+    snprintf(out, n, "semaphore  %s  backlog %" PRIu64 " tasks  labs %" PRIu64
+             "  memory %s / %s  age %.1f s", cga_level_name(s->sem.level), s->sem.backlog,
+             s->sem.labs, used, max, ops_age_s(s->sem.ts_us, now));
+}

@@ -81,6 +81,10 @@ void ops_snapper_close(ops_snapper_t *sn, void (*done)(void *arg), void *arg);
  * "undecodable":N   (ages relative to now_us; "changes" only when recent > 0). */
 void ops_snapshot_json(FILE *f, const ops_snapshot_t *s, uint64_t now_us);
 
+/* The semaphore as status and monitor print it, in one line (no newline): level, backlog, labs,
+ * memory and age, or that none is published. Its reason is s->sem_reason. */
+void ops_semaphore_line(char *out, size_t n, const ops_snapshot_t *s, uint64_t now_us);
+
 /* Seconds from ts_us to now_us (0 when ts_us is 0 or later). */
 double ops_age_s(uint64_t ts_us, uint64_t now_us);
 

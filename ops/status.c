@@ -75,20 +75,10 @@ static void print_human(const status_t *st, const ops_snapshot_t *s, uint64_t no
                 q->consumers, q->groups);
     }
     fputs("\n", f);
-    if (s->sem_found) {
-        char used[32], max[32];
-        ops_fmt_bytes(used, sizeof used, s->sem.used_memory);
-        if (s->sem.maxmemory)
-            ops_fmt_bytes(max, sizeof max, s->sem.maxmemory);
-        else
-            snprintf(max, sizeof max, "no maxmemory");
-        fprintf(f, "semaphore  %s  backlog %" PRIu64 " tasks  labs %" PRIu64
-                "  memory %s / %s  age %.1f s\n           %s\n", cga_level_name(s->sem.level),
-                s->sem.backlog, s->sem.labs, used, max, ops_age_s(s->sem.ts_us, now),
-                s->sem_reason);
-    } else {
-        fprintf(f, "semaphore  none published (no active `cgalpha-ops run`)\n");
-    }
+    char sem[256];
+    ops_semaphore_line(sem, sizeof sem, s, now);
+    fprintf(f, "%s\n", sem);
+    if (s->sem_found) fprintf(f, "           %s\n", s->sem_reason);
     fprintf(f, "\nlabs alive: %zu\n", s->nlabs);
     if (s->nlabs) {
         fprintf(f, "%-32s %-28s %10s %8s %8s %8s  %s\n", "ID", "PLUGINS", "PROCESSED", "FAILED",
