@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 metric() { # metric PORT NAME -> value of the unlabelled sample NAME
     http_get "$1" /metrics | awk -v n="$2" '$1 == n {print $2}' | tr -d '\r'
 }
-health_is() { http_get "$1" /health | head -n1 | grep -q " $2 "; }
+health_is() { http_get "$1" /health | sed -n 1p | grep -q " $2 "; }
 
 start_redis --appendonly yes
 LP=$(free_port); NP=$(free_port)
@@ -32,7 +32,7 @@ wait_for 60 "nexus metrics count $N reports" count_at_least "$NP" cgalpha_nexus_
     fail "latency histogram count differs from the reports folded"
 log "metrics: lab $N succeeded, nexus $N reports folded"
 
-http_get "$LP" /health | head -n1 | grep -q " 200 " || fail "lab /health not 200"
+http_get "$LP" /health | sed -n 1p | grep -q " 200 " || fail "lab /health not 200"
 http_get "$NP" /health | grep -q '"role":"active"' || fail "nexus /health role"
 stop_redis KILL
 wait_for 5 "lab /health 503" health_is "$LP" 503

@@ -58,7 +58,7 @@ spawn run "$OPS" run --symbols 4 --bars 1000 --bar-rate 100 --state-interval-ms 
     --trim-interval-ms 3600000
 LABKEY=""
 lab_started() {
-    LABKEY=$(rcli --scan --pattern "$NS:state:worker:*" | head -n1)
+    LABKEY=$(rcli --scan --pattern "$NS:state:worker:*" | sed -n 1p)
     [ -n "$LABKEY" ] && [ "$(hb_field "$LABKEY" done)" -gt 0 ]
 }
 wait_for 30 "the lab's heartbeat counts processed tasks" lab_started

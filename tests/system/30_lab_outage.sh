@@ -36,7 +36,7 @@ rcli CONFIG SET maxmemory 1 >/dev/null
 kill -CONT "$LAB_PID"
 sleep 2
 grep -q "writing reports failed" "$T_DIR/lab1.log" || fail "no OOM failure logged"
-[ "$(rcli XPENDING "$QKEY" labs | head -1)" = 2 ] || fails "expected 2 entries pending (OOM)"
+[ "$(rcli XPENDING "$QKEY" labs | sed -n 1p)" = 2 ] || fails "expected 2 entries pending (OOM)"
 [ "$(summary_get report_tasks)" = 6 ] || fail "reports written during OOM"
 rcli CONFIG SET maxmemory 0 >/dev/null
 wait_for 10 reports_at_least 14 || fails "reports not written after OOM"
@@ -58,7 +58,7 @@ ms=$((($(date +%s%N) - start) / 1000000))
 grep -q "grace period of 1500 ms expired: 4 tasks in 1 entries left pending" "$T_DIR/lab1.log" ||
     fail "no log line about what is left pending"
 rcli CONFIG SET maxmemory 0 >/dev/null
-[ "$(rcli XPENDING "$QKEY" labs | head -1)" = 1 ] || fails "expected the entry left pending"
+[ "$(rcli XPENDING "$QKEY" labs | sed -n 1p)" = 1 ] || fails "expected the entry left pending"
 start_lab lab2 --plugin "$CGA_FIXTURE_PLUGIN_DIR/faulty.so" --lease-ms 1000
 wait_for 15 reports_at_least 18 || fails "the entry left pending was not reported"
 wait_for 5 pending_is 0 || fails "entries pending"

@@ -21,7 +21,9 @@ oldest_row() { # first task id of the oldest row of the analysis queue in the bu
     "$OPS" recover --dry-run --json |
         sed -n 's/.*"queue":"cgalpha:queue:analysis"[^}]*"first_id":"\([^"]*\)".*/\1/p'
 }
-last_entry_id() { rcli XREVRANGE "$QKEY" + - COUNT 1 | head -n1; }
+# (sed reads all of it: `head -n1` would close the pipe under a 58 KB entry still being written,
+# and SIGPIPE with pipefail ends the script without a word)
+last_entry_id() { rcli XREVRANGE "$QKEY" + - COUNT 1 | sed -n 1p; }
 first_task_after() { # first task id of the first entry after stream id $1
     rcli EVAL "local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', 1)[1]
         if not e then return '' end

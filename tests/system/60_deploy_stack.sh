@@ -90,7 +90,7 @@ drained() {
     [ "$(awk '/^report_tasks /{print $2}' <<<"$s")" = "$N" ] || return 1
     [ "$(awk '/^analysis_pending /{print $2}' <<<"$s")" = 0 ] || return 1
     [ "$(awk '/^analysis_lag /{print $2}' <<<"$s")" = 0 ] || return 1
-    [ "$(ADMIN XPENDING cgalpha:queue:reports nexus | head -n1)" = 0 ] || return 1
+    [ "$(ADMIN XPENDING cgalpha:queue:reports nexus | sed -n 1p)" = 0 ] || return 1
     [ "$(ADMIN XINFO GROUPS cgalpha:queue:reports | awk '/^name$/ { getline; g = $0 }
         /^lag$/ { getline; if (g == "nexus") { print; exit } }')" = 0 ]
 }

@@ -108,7 +108,7 @@ stop_proc() {
 }
 
 group_pending() { # group_pending QUEUE GROUP -> pending count
-    rcli XPENDING "cgalpha:queue:$1" "$2" | head -n1
+    rcli XPENDING "cgalpha:queue:$1" "$2" | sed -n 1p
 }
 
 group_lag() { # group_lag QUEUE GROUP -> entries not yet delivered to the group
